@@ -1,0 +1,58 @@
+"""Bearer-key authentication for a database source, on flask-httpauth.
+
+The key is hashed with SHA-256 and compared in constant time with every key
+hash of the source; an unknown source is compared against a dummy hash, so a
+wrong key and an unknown source take the same path and get the same 401.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from datetime import datetime
+
+from flask import Response, request
+from flask_httpauth import HTTPTokenAuth
+
+from .sources import SourceCache, SourceConfig, parse_object_id
+
+# Stands in for a key hash when the source does not exist (never matches a real key).
+_DUMMY_HASH = "0" * 64
+
+
+def key_matches(token: str, source: SourceConfig | None, now: datetime) -> bool:
+    """True if ``token`` is a live key of ``source``; no early exit on a match."""
+    digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+    candidates = source.key_hashes if source is not None else ((_DUMMY_HASH, None),)
+    matched = False
+    for stored, expires_at in candidates:
+        equal = hmac.compare_digest(digest, stored)
+        live = expires_at is None or now < expires_at
+        matched |= equal and live
+    return matched and source is not None
+
+
+def bearer_auth(
+    sources: SourceCache,
+    clock: Callable[[], datetime],
+    on_error: Callable[[int], Response],
+) -> HTTPTokenAuth:
+    """An ``HTTPTokenAuth`` whose user is the ``SourceConfig`` named in the URL."""
+    auth = HTTPTokenAuth(scheme="Bearer")
+
+    @auth.verify_token
+    def verify(token: str) -> SourceConfig | None:
+        args = request.view_args or {}
+        source_id = parse_object_id(args.get("db_source_id", ""))
+        source = sources.get(source_id) if source_id is not None else None
+        return source if key_matches(token or "", source, clock()) else None
+
+    @auth.error_handler
+    def unauthorized(status: int) -> Response:
+        response = on_error(status)
+        # RFC 6750: the scheme the client must use.
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    return auth

@@ -1,0 +1,118 @@
+"""One JSON envelope for every answer, and the error contract.
+
+Every response is ``{"status": "success"|"error", "message": str, "data": {...}}``.
+HTTP errors keep their code and headers (``Allow``, ``WWW-Authenticate``);
+database outages become 503 with ``Retry-After``; anything else is a 500 whose
+body says nothing about internals.  Log lines name the error's type and code,
+never its message (a DuplicateKeyError's message holds the duplicated email).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Blueprint, Response
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    ExecutionTimeout,
+    OperationFailure,
+    PyMongoError,
+    WriteConcernError,
+    WTimeoutError,
+)
+from werkzeug.exceptions import HTTPException
+
+logger = logging.getLogger("pingtree_leads")
+
+MESSAGES = {
+    400: "Bad request",
+    401: "Missing or invalid API key",
+    403: "Database source is inactive",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "transaction_id was already used for a different lead",
+    413: "Request body too large",
+    415: "Unsupported content type: use application/json, application/x-www-form-urlencoded or multipart/form-data",
+    500: "Internal server error",
+    503: "Lead storage is temporarily unavailable; retry with the same transaction_id",
+}
+
+# Server error codes that mean "try again": network, timeouts, elections, shutdowns.
+TRANSIENT_CODES = frozenset({6, 7, 50, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436})
+
+
+class ApiError(HTTPException):
+    """An HTTP error with the envelope's message and data."""
+
+    def __init__(
+        self,
+        code: int,
+        message: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(description=message or MESSAGES.get(code, "Error"))
+        self.code = code
+        self.data = dict(data or {})
+        self.extra_headers = dict(headers or {})
+
+
+def envelope(code: int, message: str, data: Mapping[str, Any] | None = None) -> Response:
+    body = {"status": "success" if 200 <= code < 300 else "error", "message": message, "data": dict(data or {})}
+    return Response(json.dumps(body, separators=(",", ":")), status=code, mimetype="application/json")
+
+
+def http_error_response(exc: HTTPException) -> Response:
+    code = exc.code or 500
+    if isinstance(exc, ApiError):
+        response = envelope(code, exc.description or "", exc.data)
+        response.headers.update(exc.extra_headers)
+        return response
+    response = envelope(code, MESSAGES.get(code, exc.name))
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+def is_transient(exc: PyMongoError) -> bool:
+    """Would the same request succeed later?  (Then 503, else 500.)"""
+    if isinstance(exc, (ConnectionFailure, ExecutionTimeout, WTimeoutError, WriteConcernError)):
+        return True
+    if isinstance(exc, BulkWriteError):
+        return bool((exc.details or {}).get("writeConcernErrors"))
+    if exc.has_error_label("RetryableWriteError") or exc.has_error_label("TransientTransactionError"):
+        return True
+    return isinstance(exc, OperationFailure) and exc.code in TRANSIENT_CODES
+
+
+def database_error_response(exc: PyMongoError, retry_after: int) -> Response:
+    code = getattr(exc, "code", None)
+    if is_transient(exc):
+        logger.warning("database unavailable: %s (code %s); answered 503", type(exc).__name__, code)
+        response = ApiError(503, headers={"Retry-After": str(retry_after)})
+        return http_error_response(response)
+    logger.error("database error: %s (code %s); answered 500", type(exc).__name__, code)
+    return envelope(500, MESSAGES[500])
+
+
+def unexpected_error_response(exc: Exception) -> Response:
+    # The traceback's frames help operators; the exception's message may hold a value, so it is left out.
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    logger.error("unexpected %s; answered 500\n%s", type(exc).__name__, frames)
+    return envelope(500, MESSAGES[500])
+
+
+def register_error_handlers(blueprint: Blueprint, retry_after: Any) -> None:
+    """JSON errors for everything raised inside the blueprint's views.
+
+    ``retry_after`` is a callable giving the Retry-After seconds for the current app.
+    """
+    blueprint.register_error_handler(HTTPException, http_error_response)
+    blueprint.register_error_handler(PyMongoError, lambda exc: database_error_response(exc, retry_after()))
+    blueprint.register_error_handler(Exception, unexpected_error_response)

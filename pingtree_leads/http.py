@@ -1,0 +1,119 @@
+"""Reading a create-lead request: the source id, the body and its fields.
+
+The body is read by hand, one byte past the limit, because werkzeug cuts a
+chunked body at ``MAX_CONTENT_LENGTH`` instead of refusing it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from flask import Request
+from werkzeug.datastructures import MultiDict
+from werkzeug.formparser import FormDataParser
+
+from .errors import ApiError
+from .schemas import STATUS_INVALID
+
+JSON_TYPES = ("application/json",)
+FORM_TYPE = "application/x-www-form-urlencoded"
+MULTIPART_TYPE = "multipart/form-data"
+
+
+def body_error(message: str) -> ApiError:
+    """400 invalidField for a body that is not a usable set of fields."""
+    return ApiError(
+        400,
+        "Request body is not a valid lead",
+        {"lead_status": STATUS_INVALID, "fields": [], "errors": {"_body": [message]}},
+    )
+
+
+def read_body(request: Request, limit: int) -> bytes:
+    length = request.content_length
+    if length is not None and length > limit:
+        raise ApiError(413)
+    stream = request.stream
+    chunks = []
+    remaining = limit + 1
+    while remaining > 0:
+        chunk = stream.read(remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    body = b"".join(chunks)
+    if len(body) > limit:
+        raise ApiError(413)
+    return body
+
+
+def lead_fields(request: Request, limit: int) -> dict[str, Any]:
+    """The raw fields of the lead: query string for GET, else the body."""
+    if request.method == "GET":
+        return _from_multidict(request.args)
+    body = read_body(request, limit)
+    mimetype = request.mimetype
+    if mimetype in JSON_TYPES or (mimetype.startswith("application/") and mimetype.endswith("+json")):
+        return parse_json(body)
+    if mimetype == FORM_TYPE:
+        return _from_multidict(_parse_form(body, mimetype, request))
+    if mimetype == MULTIPART_TYPE:
+        return _from_multidict(_parse_form(body, mimetype, request))
+    if not body and not mimetype:
+        return {}
+    raise ApiError(415)
+
+
+def _parse_form(body: bytes, mimetype: str, request: Request) -> MultiDict[str, Any]:
+    parser = FormDataParser(max_content_length=len(body))
+    try:
+        _, form, files = parser.parse(io.BytesIO(body), mimetype, len(body), request.mimetype_params)
+    except ValueError:
+        raise body_error("Form body could not be parsed.") from None
+    if files:
+        raise body_error("File uploads are not accepted.")
+    return form
+
+
+def _from_multidict(values: MultiDict[str, Any]) -> dict[str, Any]:
+    """One value per name; a repeated name keeps all its values (and fails as a list)."""
+    fields: dict[str, Any] = {}
+    for name, items in values.lists():
+        # werkzeug decodes forms and query strings with errors="replace".
+        if "\ufffd" in name or any("\ufffd" in item for item in items):
+            raise body_error("Fields are not valid UTF-8.")
+        fields[name] = items[0] if len(items) == 1 else list(items)
+    return fields
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate key")
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise body_error("Body is not valid UTF-8.") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        value = json.loads(text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant)
+    except RecursionError:
+        raise body_error("JSON is nested too deeply.") from None
+    except ValueError as exc:
+        message = "JSON object has a duplicate key." if "duplicate key" in str(exc) else "Body is not valid JSON."
+        raise body_error(message) from None
+    if not isinstance(value, dict):
+        raise body_error("Body must be a JSON object.")
+    return value

@@ -1,0 +1,199 @@
+"""Storing leads in MongoDB; deduplication and idempotency by unique indexes.
+
+An accepted lead costs one ``insert``: the insert itself is the check.  Three
+unique indexes carry the rules, created in this order (the server reports the
+first index an insert violates, so a replay is recognised before a duplicate):
+
+* ``(source_id, transaction_id)``: one lead per transaction id and source;
+* ``dedupe.email`` and ``dedupe.mobile`` (sparse): a claim, a hash of source id,
+  field and value, set only for the source's ``dedupe_fields``.  A claim older
+  than the source's window is released (``$unset``) when a new lead needs it,
+  so an expired match never blocks, also under races: whoever re-inserts first
+  wins and the others meet the new claim.
+
+Only plain and sparse single-field indexes are used: every MongoDB-compatible
+planner uses them for the look-ups here (partial indexes are not always used).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.write_concern import WriteConcern
+
+from .schemas import DEDUPE_FIELDS, ValidLead
+from .sources import SourceConfig, as_utc
+
+TRANSACTION_INDEX = "pingtree_source_transaction"
+DEDUPE_INDEX = {field: f"pingtree_dedupe_{field}" for field in DEDUPE_FIELDS}
+
+#: name -> (keys, options), in the order they must be created.
+LEAD_INDEXES: dict[str, tuple[list[tuple[str, int]], dict[str, Any]]] = {
+    TRANSACTION_INDEX: ([("source_id", ASCENDING), ("transaction_id", ASCENDING)], {"unique": True}),
+    **{
+        name: ([(f"dedupe.{field}", ASCENDING)], {"unique": True, "sparse": True})
+        for field, name in DEDUPE_INDEX.items()
+    },
+}
+_KEY_PATTERNS = {
+    ("source_id", "transaction_id"): "transaction_id",
+    **{(f"dedupe.{field}",): field for field in DEDUPE_FIELDS},
+}
+_LOOKUP_PROJECTION = {"transaction_id": 1, "fingerprint": 1, "dedupe": 1, "created_at": 1}
+# A released claim can be re-taken by a racing request; after this many rounds give up (503).
+MAX_ATTEMPTS = 5
+
+
+class LeadIndexError(PyMongoError):
+    """The lead indexes are missing or could not be created."""
+
+
+class ContentionError(PyMongoError):
+    """A lead kept meeting claims that vanished before it could read them."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreResult:
+    lead_status: str  # "accept", "duplicate" or "conflict"
+    transaction_id: str
+    lead_id: str | None = None
+    replayed: bool = False
+    matched_on: tuple[str, ...] = ()
+
+
+def acknowledged(database: Database) -> Database:
+    """The database as given, unless it writes unacknowledged: then with w=1."""
+    concern = getattr(database, "write_concern", None)
+    if isinstance(concern, WriteConcern) and not concern.acknowledged:
+        return database.with_options(write_concern=WriteConcern(w=1))
+    return database
+
+
+def dedupe_claim(source_id: ObjectId, field: str, value: str) -> str:
+    """A per-source key for a dedupe value; a hash, so the index holds no PII."""
+    return hashlib.sha256(f"{source_id}\x1f{field}\x1f{value}".encode()).hexdigest()[:32]
+
+
+def fingerprint(lead: ValidLead) -> str:
+    """What a replay must match: the lead as stored, after normalisation."""
+    content = {"fields": lead.fields, "trusted_form": lead.trusted_form, "extra": lead.extra}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+class LeadRepository:
+    def __init__(self, database: Database, leads_collection: str) -> None:
+        self.leads: Collection = acknowledged(database)[leads_collection]
+
+    # -- indexes ---------------------------------------------------------------
+
+    def ensure_indexes(self) -> None:
+        """Create the unique indexes (idempotent); raise if the server refuses."""
+        for name, (keys, options) in LEAD_INDEXES.items():
+            self.leads.create_index(keys, name=name, **options)
+        self.check_indexes()
+
+    def check_indexes(self) -> None:
+        """Raise ``LeadIndexError`` unless every lead index exists with the right shape."""
+        info = self.leads.index_information()
+        for name, (keys, options) in LEAD_INDEXES.items():
+            found = info.get(name)
+            if (
+                found is None
+                or [tuple(k) for k in found["key"]] != [tuple(k) for k in keys]
+                or any(bool(found.get(opt)) != value for opt, value in options.items())
+            ):
+                raise LeadIndexError(f"index {name!r} is missing or has the wrong shape on {self.leads.full_name}")
+
+    # -- storing ---------------------------------------------------------------
+
+    def store(self, source: SourceConfig, lead: ValidLead, transaction_id: str, now: datetime) -> StoreResult:
+        claims = {
+            field: dedupe_claim(source.id, field, lead.fields[field])
+            for field in source.dedupe_fields
+            if field in lead.fields
+        }
+        doc = {
+            "source_id": source.id,
+            "transaction_id": transaction_id,
+            **lead.fields,
+            "trusted_form": lead.trusted_form,
+            "extra": lead.extra,
+            "created_at": now,
+            "dedupe": claims,
+            "fingerprint": fingerprint(lead),
+        }
+        for _ in range(MAX_ATTEMPTS):
+            doc["_id"] = ObjectId()
+            try:
+                self.leads.insert_one(doc)
+            except DuplicateKeyError as exc:
+                result = self._resolve_conflict(source, doc, claims, _violated(exc), now)
+                if result is not None:
+                    return result
+                continue  # a claim was released or vanished: insert again
+            return StoreResult("accept", transaction_id, lead_id=str(doc["_id"]))
+        raise ContentionError("lead claims kept changing under concurrent writes")
+
+    def _resolve_conflict(
+        self,
+        source: SourceConfig,
+        doc: dict[str, Any],
+        claims: dict[str, str],
+        violated: str | None,
+        now: datetime,
+    ) -> StoreResult | None:
+        # The server names the violated index; mongomock does not, so then look
+        # at every rule in index order (transaction first, as the contract says).
+        order = [violated] if violated else ["transaction_id", *claims]
+        for rule in order:
+            if rule == "transaction_id":
+                found = self.leads.find_one(
+                    {"source_id": source.id, "transaction_id": doc["transaction_id"]}, _LOOKUP_PROJECTION
+                )
+                if found is not None:
+                    return self._replay(found, doc)
+            elif rule in claims:
+                found = self.leads.find_one({f"dedupe.{rule}": claims[rule]}, _LOOKUP_PROJECTION)
+                if found is None:
+                    continue
+                if found.get("transaction_id") == doc["transaction_id"]:
+                    return self._replay(found, doc)
+                theirs = found.get("dedupe") or {}
+                matched = [f for f in claims if theirs.get(f) == claims[f]]
+                cutoff = source.dedupe_cutoff(now)
+                if cutoff is None or as_utc(found["created_at"]) >= cutoff:
+                    return StoreResult("duplicate", doc["transaction_id"], matched_on=tuple(matched))
+                self._release_expired(found["_id"], matched, cutoff)
+                return None
+        return None
+
+    @staticmethod
+    def _replay(found: dict[str, Any], doc: dict[str, Any]) -> StoreResult:
+        if found.get("fingerprint") == doc["fingerprint"]:
+            return StoreResult("accept", doc["transaction_id"], lead_id=str(found["_id"]), replayed=True)
+        return StoreResult("conflict", doc["transaction_id"])
+
+    def _release_expired(self, lead_id: ObjectId, fields: list[str], cutoff: datetime) -> None:
+        """Drop an old lead's claims that this lead needs, if it is still outside the window."""
+        if fields:
+            self.leads.update_one(
+                {"_id": lead_id, "created_at": {"$lt": cutoff}},
+                {"$unset": {f"dedupe.{field}": "" for field in fields}},
+            )
+
+
+def _violated(exc: DuplicateKeyError) -> str | None:
+    """Which rule a DuplicateKeyError broke, from its keyPattern (never from its message: PII)."""
+    pattern = (exc.details or {}).get("keyPattern")
+    if not isinstance(pattern, dict):
+        return None
+    return _KEY_PATTERNS.get(tuple(pattern))

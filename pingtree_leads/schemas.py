@@ -1,0 +1,331 @@
+"""The lead's fields and their rules, as marshmallow schemas.
+
+``validate_lead`` is the one entry point: it takes the raw fields of a request
+(JSON object, form or query string, already parsed to a dict) and returns a
+``ValidLead`` or a ``LeadRejection`` naming every problem.  Error messages
+never repeat the submitted value, so they can be returned and logged safely.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import re
+from collections.abc import Iterable, Mapping
+from datetime import date, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from marshmallow import INCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from .settings import Settings, utc_now
+
+#: The standard lead fields of the original API (a body needs at least one).
+LEAD_FIELDS: tuple[str, ...] = (
+    "first_name",
+    "last_name",
+    "email",
+    "mobile",
+    "address",
+    "city",
+    "state",
+    "zip_code",
+    "date_of_birth",
+)
+#: Fields a source may list as required.
+REQUIRABLE_FIELDS = LEAD_FIELDS
+#: Fields a source may deduplicate on.
+DEDUPE_FIELDS: tuple[str, ...] = ("email", "mobile")
+#: TrustedForm request names -> keys under ``trusted_form`` in the stored lead.
+TRUSTED_FORM_FIELDS: dict[str, str] = {
+    "xxTrustedFormToken": "token",
+    "xxTrustedFormCertUrl": "cert_url",
+    "xxTrustedFormPingUrl": "ping_url",
+}
+
+#: USPS codes: the 50 states, DC, the territories, the freely associated
+#: states and the armed-forces codes.
+US_STATES = frozenset(
+    "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV "
+    "NH NJ NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY "
+    "AS GU MP PR VI FM MH PW AA AE AP".split()
+)
+
+EXTRA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+TRANSACTION_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DIGITS = re.compile(r"[0-9]+")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_INT64 = (-(2**63), 2**63 - 1)
+
+STATUS_MISSING = "missingField"
+STATUS_INVALID = "invalidField"
+
+
+def text_problem(value: str, max_length: int) -> str | None:
+    """The rule every text value obeys, standard or extra; None if it is fine."""
+    if len(value) > max_length:
+        return f"Longer than {max_length} characters."
+    if _CONTROL.search(value):
+        return "Contains control characters."
+    if value.startswith("$"):
+        return "Must not start with '$'."
+    return None
+
+
+class Text(fields.Field):
+    """A non-empty string (already trimmed) of at most ``max_length`` characters."""
+
+    default_error_messages = {
+        "type": "Must be a string.",
+        "required": "Is required.",
+        "bad": "{problem}",
+    }
+
+    def __init__(self, max_length: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_length = max_length
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if not isinstance(value, str):
+            raise self.make_error("type")
+        problem = text_problem(value, self.max_length)
+        if problem:
+            raise self.make_error("bad", problem=problem)
+        return self.check(value)
+
+    def check(self, value: str) -> str:
+        """Field-specific rule and normalisation; the plain text rule by default."""
+        return value
+
+
+class Digits(Text):
+    """Exactly ``count`` ASCII digits; a JSON integer is accepted if it renders so."""
+
+    def __init__(self, count: int, **kwargs: Any) -> None:
+        super().__init__(max_length=count, **kwargs)
+        self.count = count
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not _DIGITS.fullmatch(value) or len(value) != self.count:
+            raise self.make_error("bad", problem=f"Must be exactly {self.count} digits.")
+        return value
+
+
+class Email(Text):
+    _validator = validate.Email()
+
+    def check(self, value: str) -> str:
+        try:
+            self._validator(value)
+        except ValidationError:
+            raise self.make_error("bad", problem="Not a valid email address.") from None
+        return value.lower()
+
+
+class City(Text):
+    _plain = re.compile(r"[^\W\d_]+( [^\W\d_]+)*")
+    _punctuated = re.compile(r"[^\W\d_]+([ .'-]+[^\W\d_]*)*")
+
+    def check(self, value: str) -> str:
+        wide = getattr(self.parent, "city_allow_punctuation", False)
+        if not (self._punctuated if wide else self._plain).fullmatch(value):
+            rule = "letters, spaces and . - '" if wide else "letters and spaces"
+            raise self.make_error("bad", problem=f"Must contain only {rule}.")
+        return value
+
+
+class State(Text):
+    def check(self, value: str) -> str:
+        code = value.upper()
+        if code not in US_STATES:
+            raise self.make_error("bad", problem="Must be a 2-letter USPS state or territory code.")
+        return code
+
+
+class BirthDate(Text):
+    def check(self, value: str) -> str:
+        try:
+            if not _ISO_DATE.fullmatch(value):
+                raise ValueError
+            born = date.fromisoformat(value)
+        except ValueError:
+            raise self.make_error("bad", problem="Must be a real date in YYYY-MM-DD form.") from None
+        # The latest "today" anywhere on Earth (UTC+14), so no real birthday is refused.
+        if born > (utc_now() + timedelta(hours=14)).date():
+            raise self.make_error("bad", problem="Must not be in the future.")
+        return value
+
+
+class TransactionId(Text):
+    def check(self, value: str) -> str:
+        if not TRANSACTION_ID.fullmatch(value):
+            raise self.make_error("bad", problem="Must be 1-128 of A-Z a-z 0-9 . _ -")
+        return value
+
+
+class HttpsUrl(Text):
+    def check(self, value: str) -> str:
+        try:
+            parts = urlsplit(value)
+            ok = parts.scheme == "https" and bool(parts.hostname) and " " not in value
+        except ValueError:
+            ok = False
+        if not ok:
+            raise self.make_error("bad", problem="Must be an https URL.")
+        return value
+
+
+class LeadSchema(Schema):
+    """The contract's field table.  Unknown names are kept under ``extra``."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    first_name = Text(100)
+    last_name = Text(100)
+    email = Email(254)
+    mobile = Digits(10)
+    address = Text(200)
+    city = City(100)
+    state = State(2)
+    zip_code = Digits(5)
+    date_of_birth = BirthDate(10)
+    transaction_id = TransactionId(128)
+    xxTrustedFormToken = Text(255)
+    xxTrustedFormCertUrl = HttpsUrl(2048)
+    xxTrustedFormPingUrl = HttpsUrl(2048)
+
+    def __init__(
+        self,
+        required: Iterable[str] = (),
+        *,
+        city_allow_punctuation: bool = False,
+        max_extra_fields: int = 50,
+        extra_value_max_length: int = 1000,
+    ) -> None:
+        super().__init__()
+        self.city_allow_punctuation = city_allow_punctuation
+        self.max_extra_fields = max_extra_fields
+        self.extra_value_max_length = extra_value_max_length
+        self.required_fields = tuple(required)
+        for name in self.required_fields:
+            self.fields[name].required = True
+
+    @validates_schema(skip_on_field_errors=False)
+    def check_extra_fields(self, data: dict[str, Any], **kwargs: Any) -> None:
+        errors: dict[str, list[str]] = {}
+        extra = [name for name in data if name not in self.fields]
+        if len(extra) > self.max_extra_fields:
+            errors["_schema"] = [f"At most {self.max_extra_fields} extra fields are allowed."]
+        for name in extra:
+            problem = self._extra_problem(name, data[name])
+            if problem:
+                errors[name] = [problem]
+        if errors:
+            raise ValidationError(errors)
+
+    def _extra_problem(self, name: str, value: Any) -> str | None:
+        if not EXTRA_NAME.fullmatch(name):
+            return "Unknown field name must match ^[A-Za-z][A-Za-z0-9_]{0,63}$."
+        if isinstance(value, str):
+            return text_problem(value, self.extra_value_max_length)
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, int):
+            return None if _INT64[0] <= value <= _INT64[1] else "Integer out of range."
+        if isinstance(value, float):
+            return None if math.isfinite(value) else "Must be a finite number."
+        return "Must be a string, number or boolean."
+
+    @post_load
+    def to_lead(self, data: dict[str, Any], **kwargs: Any) -> ValidLead:
+        trusted_form = {TRUSTED_FORM_FIELDS[k]: data.pop(k) for k in TRUSTED_FORM_FIELDS if k in data}
+        transaction_id = data.pop("transaction_id", None)
+        lead_fields = {name: data.pop(name) for name in LEAD_FIELDS if name in data}
+        return ValidLead(fields=lead_fields, trusted_form=trusted_form, extra=data, transaction_id=transaction_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidLead:
+    fields: dict[str, str]
+    trusted_form: dict[str, str]
+    extra: dict[str, Any]
+    transaction_id: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class LeadRejection:
+    status: str  # STATUS_MISSING or STATUS_INVALID
+    fields: list[str]
+    errors: dict[str, list[str]]
+
+
+def normalize_input(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Trim text; a null or blank value counts as absent."""
+    cleaned: dict[str, Any] = {}
+    for name, value in raw.items():
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                continue
+        elif value is None:
+            continue
+        cleaned[name] = value
+    return cleaned
+
+
+@functools.lru_cache(maxsize=1024)
+def lead_schema(
+    required: tuple[str, ...],
+    city_allow_punctuation: bool = False,
+    max_extra_fields: int = 50,
+    extra_value_max_length: int = 1000,
+) -> LeadSchema:
+    """One schema per distinct rule set, built once and shared (load is thread-safe)."""
+    return LeadSchema(
+        required,
+        city_allow_punctuation=city_allow_punctuation,
+        max_extra_fields=max_extra_fields,
+        extra_value_max_length=extra_value_max_length,
+    )
+
+
+def schema_for(required: tuple[str, ...], settings: Settings) -> LeadSchema:
+    return lead_schema(
+        required, settings.city_allow_punctuation, settings.max_extra_fields, settings.extra_value_max_length
+    )
+
+
+def validate_lead(raw: Mapping[str, Any], schema: LeadSchema) -> ValidLead | LeadRejection:
+    """Validate one lead's raw fields against a source's schema."""
+    data = normalize_input(raw)
+    missing = [name for name in schema.required_fields if name not in data]
+    errors: dict[str, list[str]] = {}
+    if not missing and not any(name in data for name in LEAD_FIELDS):
+        # No required fields, but a lead still needs something to identify it.
+        errors["_schema"] = ["At least one lead field is required."]
+    try:
+        lead = schema.load(data)
+    except ValidationError as exc:
+        for name, messages in _flatten(exc.messages).items():
+            errors.setdefault(name, []).extend(messages)
+    else:
+        if not missing and not errors:
+            return lead
+    for name in missing:
+        errors.setdefault(name, [Text.default_error_messages["required"]])
+    if missing:
+        return LeadRejection(STATUS_MISSING, missing, errors)
+    if "_schema" in errors and not any(name in data for name in LEAD_FIELDS):
+        return LeadRejection(STATUS_MISSING, list(LEAD_FIELDS), errors)
+    return LeadRejection(STATUS_INVALID, [name for name in errors if name != "_schema"], errors)
+
+
+def _flatten(messages: Any) -> dict[str, list[str]]:
+    if isinstance(messages, dict):
+        return {str(k): list(v) if isinstance(v, list) else [str(v)] for k, v in messages.items()}
+    return {"_schema": [str(m) for m in messages]}
