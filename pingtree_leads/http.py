@@ -1,4 +1,4 @@
-"""Reading a create-lead request: the source id, the body and its fields.
+"""Reading a create-lead request: its body and its fields.
 
 The body is read by hand, one byte past the limit, because werkzeug cuts a
 chunked body at ``MAX_CONTENT_LENGTH`` instead of refusing it.
@@ -9,10 +9,12 @@ from __future__ import annotations
 import io
 import json
 from typing import Any
+from urllib.parse import parse_qsl
 
 from flask import Request
 from werkzeug.datastructures import MultiDict
 from werkzeug.formparser import FormDataParser
+from werkzeug.wsgi import get_input_stream
 
 from .errors import ApiError
 from .schemas import STATUS_INVALID
@@ -32,10 +34,14 @@ def body_error(message: str) -> ApiError:
 
 
 def read_body(request: Request, limit: int) -> bytes:
+    host_limit = request.max_content_length  # the host app's MAX_CONTENT_LENGTH, if any
+    if host_limit is not None:
+        limit = min(limit, host_limit)
     length = request.content_length
     if length is not None and length > limit:
         raise ApiError(413)
-    stream = request.stream
+    # Not request.stream: with MAX_CONTENT_LENGTH set, it silently cuts a chunked body.
+    stream = get_input_stream(request.environ, max_content_length=None)
     chunks = []
     remaining = limit + 1
     while remaining > 0:
@@ -53,24 +59,40 @@ def read_body(request: Request, limit: int) -> bytes:
 def lead_fields(request: Request, limit: int) -> dict[str, Any]:
     """The raw fields of the lead: query string for GET, else the body."""
     if request.method == "GET":
-        return _from_multidict(request.args)
+        return parse_urlencoded(request.query_string)
     body = read_body(request, limit)
     mimetype = request.mimetype
     if mimetype in JSON_TYPES or (mimetype.startswith("application/") and mimetype.endswith("+json")):
         return parse_json(body)
     if mimetype == FORM_TYPE:
-        return _from_multidict(_parse_form(body, mimetype, request))
+        return parse_urlencoded(body)
     if mimetype == MULTIPART_TYPE:
-        return _from_multidict(_parse_form(body, mimetype, request))
+        return _from_multidict(_parse_multipart(body, request))
     if not body and not mimetype:
         return {}
     raise ApiError(415)
 
 
-def _parse_form(body: bytes, mimetype: str, request: Request) -> MultiDict[str, Any]:
+def parse_urlencoded(raw: bytes) -> dict[str, Any]:
+    """A query string or form body; werkzeug would quietly re-quote invalid UTF-8."""
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise body_error("Fields are not valid UTF-8.") from None
+    fields: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in fields:  # a repeated name keeps all its values, and fails as a list
+            previous = fields[name]
+            fields[name] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            fields[name] = value
+    return fields
+
+
+def _parse_multipart(body: bytes, request: Request) -> MultiDict[str, Any]:
     parser = FormDataParser(max_content_length=len(body))
     try:
-        _, form, files = parser.parse(io.BytesIO(body), mimetype, len(body), request.mimetype_params)
+        _, form, files = parser.parse(io.BytesIO(body), MULTIPART_TYPE, len(body), request.mimetype_params)
     except ValueError:
         raise body_error("Form body could not be parsed.") from None
     if files:
@@ -79,10 +101,10 @@ def _parse_form(body: bytes, mimetype: str, request: Request) -> MultiDict[str, 
 
 
 def _from_multidict(values: MultiDict[str, Any]) -> dict[str, Any]:
-    """One value per name; a repeated name keeps all its values (and fails as a list)."""
+    """One value per name; a repeated name keeps all its values, and fails as a list."""
     fields: dict[str, Any] = {}
     for name, items in values.lists():
-        # werkzeug decodes forms and query strings with errors="replace".
+        # werkzeug decodes multipart fields with errors="replace".
         if "\ufffd" in name or any("\ufffd" in item for item in items):
             raise body_error("Fields are not valid UTF-8.")
         fields[name] = items[0] if len(items) == 1 else list(items)
