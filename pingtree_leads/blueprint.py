@@ -111,7 +111,7 @@ class LeadsBlueprint(Blueprint):
         Settings.resolve(None, **options)  # fail fast on unknown or bad options
         self.database = database
         self.options = options
-        self._runtimes: weakref.WeakKeyDictionary[Flask, LeadsRuntime] = weakref.WeakKeyDictionary()
+        self._runtimes: weakref.WeakKeyDictionary[Any, LeadsRuntime] = weakref.WeakKeyDictionary()
         self.add_url_rule(CREATE_RULE, "create_lead", self._view, methods=ALL_METHODS,
                           provide_automatic_options=False)
         for rule in (URL_SPACE, URL_SPACE + "/", URL_SPACE + "/<path:rest>"):

@@ -102,9 +102,10 @@ def database_error_response(exc: PyMongoError, retry_after: int) -> Response:
 
 
 def unexpected_error_response(exc: Exception) -> Response:
-    # The traceback's frames help operators; the exception's message may hold a value, so it is left out.
-    frames = "".join(traceback.format_tb(exc.__traceback__))
-    logger.error("unexpected %s; answered 500\n%s", type(exc).__name__, frames)
+    # Where it happened helps operators; the message and source lines may hold a value, so they are left out.
+    stack = reversed(traceback.extract_tb(exc.__traceback__))
+    frames = " <- ".join(f"{frame.filename}:{frame.lineno} in {frame.name}" for frame in stack)
+    logger.error("unexpected %s; answered 500 at %s", type(exc).__name__, frames)
     return envelope(500, MESSAGES[500])
 
 

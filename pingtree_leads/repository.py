@@ -28,23 +28,23 @@ from pymongo import ASCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, PyMongoError
-from pymongo.write_concern import WriteConcern
 
 from .schemas import DEDUPE_FIELDS, ValidLead
-from .sources import SourceConfig, as_utc
+from .sources import SourceConfig, acknowledged, as_utc
 
 TRANSACTION_INDEX = "pingtree_source_transaction"
 DEDUPE_INDEX = {field: f"pingtree_dedupe_{field}" for field in DEDUPE_FIELDS}
 
 #: name -> (keys, options), in the order they must be created.
-LEAD_INDEXES: dict[str, tuple[list[tuple[str, int]], dict[str, Any]]] = {
+IndexSpec = tuple[list[tuple[str, int]], dict[str, Any]]
+LEAD_INDEXES: dict[str, IndexSpec] = {
     TRANSACTION_INDEX: ([("source_id", ASCENDING), ("transaction_id", ASCENDING)], {"unique": True}),
     **{
         name: ([(f"dedupe.{field}", ASCENDING)], {"unique": True, "sparse": True})
         for field, name in DEDUPE_INDEX.items()
     },
 }
-_KEY_PATTERNS = {
+_KEY_PATTERNS: dict[tuple[str, ...], str] = {
     ("source_id", "transaction_id"): "transaction_id",
     **{(f"dedupe.{field}",): field for field in DEDUPE_FIELDS},
 }
@@ -68,14 +68,6 @@ class StoreResult:
     lead_id: str | None = None
     replayed: bool = False
     matched_on: tuple[str, ...] = ()
-
-
-def acknowledged(database: Database) -> Database:
-    """The database as given, unless it writes unacknowledged: then with w=1."""
-    concern = getattr(database, "write_concern", None)
-    if isinstance(concern, WriteConcern) and not concern.acknowledged:
-        return database.with_options(write_concern=WriteConcern(w=1))
-    return database
 
 
 def dedupe_claim(source_id: ObjectId, field: str, value: str) -> str:

@@ -59,6 +59,7 @@ _DIGITS = re.compile(r"[0-9]+")
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _INT64 = (-(2**63), 2**63 - 1)
 
+REQUIRED_MESSAGE = "Is required."
 STATUS_MISSING = "missingField"
 STATUS_INVALID = "invalidField"
 
@@ -79,7 +80,7 @@ class Text(fields.Field):
 
     default_error_messages = {
         "type": "Must be a string.",
-        "required": "Is required.",
+        "required": REQUIRED_MESSAGE,
         "bad": "{problem}",
     }
 
@@ -317,7 +318,7 @@ def validate_lead(raw: Mapping[str, Any], schema: LeadSchema) -> ValidLead | Lea
         if not missing and not errors:
             return lead
     for name in missing:
-        errors.setdefault(name, [Text.default_error_messages["required"]])
+        errors.setdefault(name, [REQUIRED_MESSAGE])
     if missing:
         return LeadRejection(STATUS_MISSING, missing, errors)
     if "_schema" in errors and not any(name in data for name in LEAD_FIELDS):

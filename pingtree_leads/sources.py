@@ -20,6 +20,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo.collection import Collection
 from pymongo.database import Database
+from pymongo.write_concern import WriteConcern
 
 from .schemas import DEDUPE_FIELDS, REQUIRABLE_FIELDS
 from .settings import Settings, utc_now
@@ -33,6 +34,14 @@ def new_api_key() -> str:
 
 def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def acknowledged(database: Database) -> Database:
+    """The database as given, unless it writes unacknowledged: then with w=1."""
+    concern = getattr(database, "write_concern", None)
+    if isinstance(concern, WriteConcern) and not concern.acknowledged:
+        return database.with_options(write_concern=WriteConcern(w=1))
+    return database
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -123,9 +132,11 @@ def create_source(
         raise ValueError("dedupe_window_days must be positive, or None for forever")
     key = new_api_key()
     now = clock()
+    source_id = ObjectId()
+    clean_name = name.strip()
     doc = {
-        "_id": ObjectId(),
-        "name": name.strip(),
+        "_id": source_id,
+        "name": clean_name,
         "required_fields": _check_fields("required_fields", required_fields, REQUIRABLE_FIELDS),
         "dedupe_fields": _check_fields("dedupe_fields", dedupe_fields, DEDUPE_FIELDS),
         "dedupe_window_days": dedupe_window_days,
@@ -134,8 +145,8 @@ def create_source(
         "created_at": now,
         "updated_at": now,
     }
-    database[sources_collection].insert_one(doc)
-    return CreatedSource(id=str(doc["_id"]), api_key=key, name=doc["name"])
+    acknowledged(database)[sources_collection].insert_one(doc)
+    return CreatedSource(id=str(source_id), api_key=key, name=clean_name)
 
 
 def _source_filter(source_id: str | ObjectId) -> dict[str, Any]:
@@ -160,7 +171,7 @@ def rotate_api_key(
     """
     if grace_seconds < 0:
         raise ValueError("grace_seconds must not be negative")
-    collection = database[sources_collection]
+    collection = acknowledged(database)[sources_collection]
     query = _source_filter(source_id)
     for _ in range(10):  # optimistic: retry if a concurrent rotation changed the keys
         doc = collection.find_one(query, {"api_keys": 1})
@@ -194,7 +205,7 @@ def set_source_active(
     clock: Callable[[], datetime] = utc_now,
 ) -> None:
     """Activate or deactivate a source (an inactive source answers 403)."""
-    result = database[sources_collection].update_one(
+    result = acknowledged(database)[sources_collection].update_one(
         _source_filter(source_id), {"$set": {"is_active": bool(active), "updated_at": clock()}}
     )
     if not result.matched_count:

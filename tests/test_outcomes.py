@@ -267,7 +267,9 @@ def test_multipart_post_is_accepted_but_files_are_not(poster: Poster) -> None:
     response = poster.client.post(poster.url, data=lead(), headers=poster.headers, content_type="multipart/form-data")
     assert assert_envelope(response, 201)["lead_status"] == "accept"
     with_file = dict(lead(), upload=(io.BytesIO(b"x"), "x.txt"))
-    response = poster.client.post(poster.url, data=with_file, headers=poster.headers, content_type="multipart/form-data")
+    response = poster.client.post(
+        poster.url, data=with_file, headers=poster.headers, content_type="multipart/form-data"
+    )
     assert assert_envelope(response, 400)["lead_status"] == "invalidField"
     assert poster.count() == 1
 

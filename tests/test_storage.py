@@ -1,0 +1,213 @@
+"""Storage on the wire-protocol servers: indexes, query plans, round trips, faults."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pymongo
+import pytest
+from bson import ObjectId
+from pymongo import monitoring
+
+from pingtree_leads import create_source, ensure_indexes
+from pingtree_leads.repository import LEAD_INDEXES
+
+from .conftest import REAL_BACKENDS, Poster, assert_envelope, lead, make_app
+
+
+class CommandLog(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, dict[str, Any]]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name not in ("hello", "isMaster", "ismaster", "endSessions", "ping"):
+            self.commands.append((event.command_name, dict(event.command)))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.fixture(params=REAL_BACKENDS)
+def server_uri(request: pytest.FixtureRequest) -> str:
+    if request.param == "secantus":
+        return request.getfixturevalue("secantus_uri")
+    return os.environ["MONGODB_URI"]
+
+
+@pytest.fixture
+def monitored(server_uri: str) -> Iterator[tuple[Any, CommandLog]]:
+    log = CommandLog()
+    client = pymongo.MongoClient(server_uri, event_listeners=[log], serverSelectionTimeoutMS=5000)
+    name = f"ptl_storage_{uuid.uuid4().hex[:10]}"
+    yield client[name], log
+    client.drop_database(name)
+    client.close()
+
+
+@pytest.fixture
+def admin(server_uri: str) -> Iterator[Any]:
+    client = pymongo.MongoClient(server_uri, serverSelectionTimeoutMS=5000)
+    yield client.admin
+    client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+    client.close()
+
+
+def test_indexes_are_created_with_their_shapes(database: Any, poster: Poster) -> None:
+    assert_envelope(poster.post(lead()), 201)
+    info = database["leads"].index_information()
+    for name, (keys, options) in LEAD_INDEXES.items():
+        assert [tuple(k) for k in info[name]["key"]] == [tuple(k) for k in keys]
+        assert info[name].get("unique") is True
+        assert bool(info[name].get("sparse")) == options.get("sparse", False)
+    ensure_indexes(database)  # idempotent
+    assert database["leads"].index_information().keys() == info.keys()
+
+
+def test_accept_is_one_command_and_duplicate_at_most_two(monitored: tuple[Any, CommandLog]) -> None:
+    db, log = monitored
+    src = create_source(db, "Counted")
+    p = Poster(make_app(db).test_client(), db, src)
+    assert_envelope(p.post(lead()), 201)  # warm-up: indexes, source cache
+    log.commands.clear()
+    assert assert_envelope(p.post(lead(email="one@example.com")), 201)["lead_status"] == "accept"
+    assert [name for name, _ in log.commands] == ["insert"]
+    log.commands.clear()
+    assert assert_envelope(p.post(lead(email="one@example.com")), 201)["lead_status"] == "duplicate"
+    assert [name for name, _ in log.commands] == ["insert", "find"]
+    log.commands.clear()
+    body = lead(transaction_id="again")
+    assert_envelope(p.post(body), 201)
+    log.commands.clear()
+    assert assert_envelope(p.post(body), 201)["replayed"] is True
+    assert [name for name, _ in log.commands] == ["insert", "find"]
+
+
+def test_every_lookup_uses_an_index(monitored: tuple[Any, CommandLog]) -> None:
+    db, log = monitored
+    src = create_source(db, "Explained")
+    p = Poster(make_app(db).test_client(), db, src)
+    db["leads"].insert_many([{"source_id": ObjectId(), "transaction_id": str(i), "dedupe": {}} for i in range(300)])
+    body = lead(transaction_id="explain-me")
+    assert_envelope(p.post(body), 201)
+    assert_envelope(p.post(body), 201)  # replay: transaction look-up
+    assert_envelope(p.post(lead(email=body["email"])), 201)  # duplicate: email look-up
+    assert_envelope(p.post(lead(mobile=body["mobile"])), 201)  # duplicate: mobile look-up
+    finds = [cmd for name, cmd in log.commands if name == "find" and cmd["find"] == "leads"]
+    assert len(finds) == 3
+    for cmd in finds:
+        plan = db.command("explain", {"find": "leads", "filter": cmd["filter"]}, verbosity="queryPlanner")
+        text = repr(plan["queryPlanner"]["winningPlan"])
+        assert "IXSCAN" in text and "COLLSCAN" not in text, cmd["filter"]
+
+
+def test_server_refusing_the_indexes_fails_loudly(real_database: Any, caplog: pytest.LogCaptureFixture) -> None:
+    src = create_source(real_database, "Refused")
+    # An index of the same name but another shape: createIndexes is refused.
+    real_database["leads"].create_index([("transaction_id", 1)], name="pingtree_source_transaction")
+    p = Poster(make_app(real_database).test_client(), real_database, src)
+    with caplog.at_level(logging.ERROR, logger="pingtree_leads"):
+        assert_envelope(p.post(lead()), 500)
+    assert any("indexes are not in place" in r.getMessage() for r in caplog.records)
+    assert p.count() == 0
+
+
+def test_missing_indexes_with_create_indexes_off_refuse_every_lead(database: Any, source: Any) -> None:
+    p = Poster(make_app(database, create_indexes=False).test_client(), database, source)
+    assert_envelope(p.post(lead()), 500)
+    assert p.count() == 0
+    ensure_indexes(database)
+    assert assert_envelope(p.post(lead()), 201)["lead_status"] == "accept"
+
+
+def test_unreachable_server_is_503_with_retry_after(database: Any, source: Any) -> None:
+    dead = pymongo.MongoClient("mongodb://127.0.0.1:9", serverSelectionTimeoutMS=200, connectTimeoutMS=200)
+    p = Poster(make_app(dead["nowhere"], retry_after_seconds=7).test_client(), database, source)
+    response = p.post(lead())
+    assert_envelope(response, 503)
+    assert response.headers["Retry-After"] == "7"
+    assert "127.0.0.1" not in response.get_data(as_text=True)
+    dead.close()
+
+
+def _fail_inserts(admin: Any, times: int, **data: Any) -> None:
+    admin.command({"configureFailPoint": "failCommand", "mode": {"times": times},
+                   "data": {"failCommands": ["insert"], **data}})
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"errorCode": 262},  # ExceededTimeLimit: transient, not a state change
+        {"errorCode": 6},  # HostUnreachable
+        {"closeConnection": True},
+    ],
+)
+def test_failing_insert_is_503_and_a_retry_stores_exactly_one(
+    monitored: tuple[Any, CommandLog], admin: Any, fault: dict[str, Any]
+) -> None:
+    db, _ = monitored
+    src = create_source(db, "Faulty")
+    p = Poster(make_app(db).test_client(), db, src)
+    assert_envelope(p.post(lead()), 201)  # warm-up
+    body = lead(transaction_id=f"fault-{uuid.uuid4().hex[:6]}")
+    _fail_inserts(admin, 2, **fault)  # two: pymongo retries a retryable write once
+    response = p.post(body)
+    assert_envelope(response, 503)
+    assert response.headers["Retry-After"] == "2"
+    assert db["leads"].count_documents({"transaction_id": body["transaction_id"]}) == 0
+    admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+    assert assert_envelope(p.post(body), 201)["lead_status"] == "accept"
+    assert assert_envelope(p.post(body), 201)["replayed"] is True
+    assert db["leads"].count_documents({"transaction_id": body["transaction_id"]}) == 1
+
+
+def test_write_concern_error_is_503_and_the_retry_converges(monitored: tuple[Any, CommandLog], admin: Any) -> None:
+    db, _ = monitored
+    src = create_source(db, "WC")
+    p = Poster(make_app(db).test_client(), db, src)
+    assert_envelope(p.post(lead()), 201)
+    body = lead(transaction_id="wc-retry")
+    _fail_inserts(admin, 1, writeConcernError={"code": 64, "errmsg": "waiting for replication timed out"})
+    assert_envelope(p.post(body), 503)
+    data = assert_envelope(p.post(body), 201)
+    assert data["lead_status"] == "accept"  # the write had landed: the retry finds it
+    assert db["leads"].count_documents({"transaction_id": "wc-retry"}) == 1
+
+
+def test_non_transient_database_error_is_500_without_internals(
+    monitored: tuple[Any, CommandLog], admin: Any
+) -> None:
+    db, _ = monitored
+    src = create_source(db, "Broken")
+    p = Poster(make_app(db).test_client(), db, src)
+    assert_envelope(p.post(lead()), 201)
+    _fail_inserts(admin, 1, errorCode=2, errmsg="BadValue from the server")
+    response = p.post(lead())
+    assert_envelope(response, 500)
+    assert "BadValue" not in response.get_data(as_text=True)
+    assert "Retry-After" not in response.headers
+
+
+def test_unexpected_error_is_500_without_traceback_or_values(
+    poster: Poster, app: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    runtime = app.blueprints["pingtree_leads"].runtime(app)
+
+    def explode(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("secret.person@example.com 5551234567")
+
+    monkeypatch.setattr(runtime.repository, "store", explode)
+    with caplog.at_level(logging.DEBUG, logger="pingtree_leads"):
+        response = poster.post(lead())
+    assert_envelope(response, 500)
+    text = response.get_data(as_text=True)
+    assert "Traceback" not in text and "secret.person" not in text and "ValueError" not in text
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "ValueError" in logged and "secret.person" not in logged and "5551234567" not in logged
