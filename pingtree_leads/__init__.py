@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__version__ = "0.1.0"  # before the imports: openapi.py reads it
+
 from pymongo.database import Database
 
 from .blueprint import LeadsBlueprint, LeadsRuntime, create_blueprint
@@ -9,8 +11,6 @@ from .extension import PingtreeLeads
 from .repository import LeadIndexError, LeadRepository
 from .settings import Settings
 from .sources import CreatedSource, create_source, rotate_api_key, set_source_active
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CreatedSource",

@@ -7,6 +7,7 @@ A request goes: method (405) -> source id shape (404) -> key (401, auth.py)
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import uuid
@@ -21,8 +22,9 @@ from pymongo.errors import PyMongoError
 from .auth import bearer_auth
 from .errors import MESSAGES, ApiError, envelope, register_error_handlers
 from .http import lead_fields
+from .openapi import openapi_document
 from .repository import LeadRepository, StoreResult
-from .schemas import STATUS_MISSING, LeadRejection, schema_for, validate_lead
+from .schemas import STATUS_MISSING, LeadRejection, LeadSchema, schema_for, validate_lead
 from .settings import Settings
 from .sources import SourceCache, SourceConfig, parse_object_id
 
@@ -31,6 +33,7 @@ logger = logging.getLogger("pingtree_leads")
 CREATE_RULE = "/api/lead/create/<db_source_id>"
 #: Everything under this path answers JSON, also for unknown routes.
 URL_SPACE = "/api/lead"
+KNOWN_FIELDS = frozenset(LeadSchema._declared_fields)
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
 
 
@@ -49,6 +52,14 @@ class LeadsRuntime:
         self.create_authorized = self.auth.login_required(self._create)
         self._ready = False
         self._ready_lock = threading.Lock()
+        self._openapi: dict[str, str] = {}
+
+    def openapi_json(self, path_prefix: str = "") -> str:
+        """The OpenAPI document (JSON text) for the endpoint under ``path_prefix``; built once."""
+        if path_prefix not in self._openapi:
+            document = openapi_document(self.settings, path_prefix)
+            self._openapi[path_prefix] = json.dumps(document, indent=2)
+        return self._openapi[path_prefix]
 
     def ensure_ready(self) -> None:
         """Once per process: make sure the unique indexes exist before any lead is stored."""
@@ -75,12 +86,15 @@ class LeadsRuntime:
         raw = lead_fields(request, self.settings.max_body_bytes)
         checked = validate_lead(raw, schema_for(source.required_fields, self.settings))
         if isinstance(checked, LeadRejection):
-            logger.info("lead %s source=%s fields=%s", checked.status, db_source_id, ",".join(checked.fields))
+            # Only standard names: an unknown field's name is the client's text and could hold anything.
+            named = [f if f in KNOWN_FIELDS else "<extra>" for f in checked.fields]
+            logger.info("lead %s source=%s fields=%s", checked.status, db_source_id, ",".join(named))
             message = "Missing required field(s)" if checked.status == STATUS_MISSING else "Invalid field(s)"
             return envelope(
                 400, message, {"lead_status": checked.status, "fields": checked.fields, "errors": checked.errors}
             )
         transaction_id = checked.transaction_id or uuid.uuid4().hex
+        self.ensure_ready()
         result = self.repository.store(source, checked, transaction_id, self.settings.clock())
         logger.info(
             "lead %s source=%s transaction_id=%s lead_id=%s%s",
@@ -122,6 +136,9 @@ class LeadsBlueprint(Blueprint):
     def _on_register(self, state: BlueprintSetupState) -> None:
         if state.app not in self._runtimes:
             self._runtimes[state.app] = LeadsRuntime(self.database, Settings.resolve(state.app.config, **self.options))
+        route = self._runtimes[state.app].settings.openapi_route
+        if route:
+            state.add_url_rule(route, "openapi", self._openapi_view, methods=["GET"])
 
     def runtime(self, app: Flask | None = None) -> LeadsRuntime:
         """The runtime of ``app`` (default: the current app)."""
@@ -133,8 +150,14 @@ class LeadsBlueprint(Blueprint):
             raise ApiError(405, headers={"Allow": ", ".join(runtime.methods)})
         if parse_object_id(db_source_id) is None:
             raise ApiError(404, "Unknown database source id: it must be a 24-hex ObjectId")
-        runtime.ensure_ready()
         return runtime.create_authorized(db_source_id)
+
+
+    def _openapi_view(self) -> Response:
+        runtime = self.runtime()
+        route = runtime.settings.openapi_route or ""
+        prefix = request.path[: len(request.path) - len(route)]
+        return Response(runtime.openapi_json(prefix), mimetype="application/json")
 
 
 def _not_found(rest: str = "") -> Response:

@@ -46,6 +46,10 @@ MESSAGES = {
 TRANSIENT_CODES = frozenset({6, 7, 50, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436})
 
 
+class ContentionError(PyMongoError):
+    """A lead kept meeting claims that vanished before it could read them: retry later."""
+
+
 class ApiError(HTTPException):
     """An HTTP error with the envelope's message and data."""
 
@@ -82,7 +86,7 @@ def http_error_response(exc: HTTPException) -> Response:
 
 def is_transient(exc: PyMongoError) -> bool:
     """Would the same request succeed later?  (Then 503, else 500.)"""
-    if isinstance(exc, (ConnectionFailure, ExecutionTimeout, WTimeoutError, WriteConcernError)):
+    if isinstance(exc, (ConnectionFailure, ExecutionTimeout, WTimeoutError, WriteConcernError, ContentionError)):
         return True
     if isinstance(exc, BulkWriteError):
         return bool((exc.details or {}).get("writeConcernErrors"))

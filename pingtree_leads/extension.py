@@ -37,10 +37,11 @@ class PingtreeLeads:
         database = database if database is not None else self.database
         if database is None:
             raise TypeError("init_app needs database= (a pymongo Database)")
+        options = {**self.options, **options}
         for field in dataclasses.fields(Settings):
             if field.name != "clock":  # a callable, not configuration
-                app.config.setdefault(CONFIG_PREFIX + field.name.upper(), field.default)
-        blueprint: LeadsBlueprint = create_blueprint(database, **{**self.options, **options})
+                app.config.setdefault(CONFIG_PREFIX + field.name.upper(), options.get(field.name, field.default))
+        blueprint: LeadsBlueprint = create_blueprint(database, **options)
         app.register_blueprint(blueprint, url_prefix=url_prefix)
         runtime = blueprint.runtime(app)
         app.extensions[EXTENSION_KEY] = runtime

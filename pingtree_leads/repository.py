@@ -29,6 +29,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from .errors import ContentionError
 from .schemas import DEDUPE_FIELDS, ValidLead
 from .sources import SourceConfig, acknowledged, as_utc
 
@@ -55,10 +56,6 @@ MAX_ATTEMPTS = 5
 
 class LeadIndexError(PyMongoError):
     """The lead indexes are missing or could not be created."""
-
-
-class ContentionError(PyMongoError):
-    """A lead kept meeting claims that vanished before it could read them."""
 
 
 @dataclasses.dataclass(frozen=True)

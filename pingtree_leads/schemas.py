@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from .settings import Settings, utc_now
+from .settings import Settings
 
 #: The standard lead fields of the original API (a body needs at least one).
 LEAD_FIELDS: tuple[str, ...] = (
@@ -55,6 +55,7 @@ US_STATES = frozenset(
 EXTRA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 TRANSACTION_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # lone surrogates: JSON allows them, BSON cannot store them
 _DIGITS = re.compile(r"[0-9]+")
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _INT64 = (-(2**63), 2**63 - 1)
@@ -68,6 +69,8 @@ def text_problem(value: str, max_length: int) -> str | None:
     """The rule every text value obeys, standard or extra; None if it is fine."""
     if len(value) > max_length:
         return f"Longer than {max_length} characters."
+    if _SURROGATE.search(value):
+        return "Not valid Unicode."
     if _CONTROL.search(value):
         return "Contains control characters."
     if value.startswith("$"):
@@ -100,6 +103,10 @@ class Text(fields.Field):
         """Field-specific rule and normalisation; the plain text rule by default."""
         return value
 
+    def openapi(self) -> dict[str, Any]:
+        """The rule as OpenAPI schema properties (read by openapi.py)."""
+        return {"type": "string", "minLength": 1, "maxLength": self.max_length}
+
 
 class Digits(Text):
     """Exactly ``count`` ASCII digits; a JSON integer is accepted if it renders so."""
@@ -115,6 +122,13 @@ class Digits(Text):
             raise self.make_error("bad", problem=f"Must be exactly {self.count} digits.")
         return value
 
+    def openapi(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": f"^[0-9]{{{self.count}}}$"}
+
+    def openapi_integer(self) -> dict[str, Any]:
+        """The JSON integers accepted in place of the digit string."""
+        return {"type": "integer", "minimum": 10 ** (self.count - 1), "maximum": 10**self.count - 1}
+
 
 class Email(Text):
     _validator = validate.Email()
@@ -126,17 +140,26 @@ class Email(Text):
             raise self.make_error("bad", problem="Not a valid email address.") from None
         return value.lower()
 
+    def openapi(self) -> dict[str, Any]:
+        return {**super().openapi(), "format": "email"}
+
 
 class City(Text):
     _plain = re.compile(r"[^\W\d_]+( [^\W\d_]+)*")
-    _punctuated = re.compile(r"[^\W\d_]+([ .'-]+[^\W\d_]*)*")
+    # Letters and separators never overlap, so matching stays linear (no catastrophic backtracking).
+    _punctuated = re.compile(r"[^\W\d_]+(?:[ .'-]+[^\W\d_]+)*\.?")
 
     def check(self, value: str) -> str:
-        wide = getattr(self.parent, "city_allow_punctuation", False)
+        wide = _settings(self).city_allow_punctuation
         if not (self._punctuated if wide else self._plain).fullmatch(value):
             rule = "letters, spaces and . - '" if wide else "letters and spaces"
             raise self.make_error("bad", problem=f"Must contain only {rule}.")
         return value
+
+    def openapi(self) -> dict[str, Any]:
+        # JSON Schema regexes are not Unicode-aware: Latin letters stand for "letters" here.
+        letters = "A-Za-z\u00c0-\u024f"
+        return {**super().openapi(), "pattern": f"^[{letters}]+( [{letters}]+)*$"}
 
 
 class State(Text):
@@ -145,6 +168,11 @@ class State(Text):
         if code not in US_STATES:
             raise self.make_error("bad", problem="Must be a 2-letter USPS state or territory code.")
         return code
+
+    def openapi(self) -> dict[str, Any]:
+        # Any case: [Nn][Yy] for NY, and so on (JSON Schema regexes have no flags).
+        cased = "|".join("".join(f"[{c}{c.lower()}]" for c in code) for code in sorted(US_STATES))
+        return {"type": "string", "pattern": f"^({cased})$"}
 
 
 class BirthDate(Text):
@@ -156,9 +184,12 @@ class BirthDate(Text):
         except ValueError:
             raise self.make_error("bad", problem="Must be a real date in YYYY-MM-DD form.") from None
         # The latest "today" anywhere on Earth (UTC+14), so no real birthday is refused.
-        if born > (utc_now() + timedelta(hours=14)).date():
+        if born > (_settings(self).clock() + timedelta(hours=14)).date():
             raise self.make_error("bad", problem="Must not be in the future.")
         return value
+
+    def openapi(self) -> dict[str, Any]:
+        return {"type": "string", "format": "date"}
 
 
 class TransactionId(Text):
@@ -166,6 +197,9 @@ class TransactionId(Text):
         if not TRANSACTION_ID.fullmatch(value):
             raise self.make_error("bad", problem="Must be 1-128 of A-Z a-z 0-9 . _ -")
         return value
+
+    def openapi(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": "^" + TRANSACTION_ID.pattern + "$"}
 
 
 class HttpsUrl(Text):
@@ -179,6 +213,9 @@ class HttpsUrl(Text):
             raise self.make_error("bad", problem="Must be an https URL.")
         return value
 
+    def openapi(self) -> dict[str, Any]:
+        return {**super().openapi(), "format": "uri", "pattern": "^https://"}
+
 
 class LeadSchema(Schema):
     """The contract's field table.  Unknown names are kept under ``extra``."""
@@ -186,32 +223,31 @@ class LeadSchema(Schema):
     class Meta:
         unknown = INCLUDE
 
-    first_name = Text(100)
-    last_name = Text(100)
-    email = Email(254)
-    mobile = Digits(10)
-    address = Text(200)
-    city = City(100)
-    state = State(2)
-    zip_code = Digits(5)
-    date_of_birth = BirthDate(10)
-    transaction_id = TransactionId(128)
-    xxTrustedFormToken = Text(255)
-    xxTrustedFormCertUrl = HttpsUrl(2048)
-    xxTrustedFormPingUrl = HttpsUrl(2048)
+    first_name = Text(100, metadata={"description": "Consumer's first name."})
+    last_name = Text(100, metadata={"description": "Consumer's last name."})
+    email = Email(254, metadata={"description": "Email address; stored lower-cased; a dedupe field."})
+    mobile = Digits(10, metadata={"description": "10-digit phone number, digits only (a JSON integer is "
+                                                 "accepted if it renders so); a dedupe field."})
+    address = Text(200, metadata={"description": "Street address."})
+    city = City(100, metadata={"description": "City: letters and spaces (the city_allow_punctuation "
+                                              "option also allows . - ')."})
+    state = State(2, metadata={"description": "2-letter USPS state or territory code, any case; stored "
+                                              "upper-cased."})
+    zip_code = Digits(5, metadata={"description": "5-digit ZIP code (a JSON integer is accepted if it has "
+                                                  "5 digits)."})
+    date_of_birth = BirthDate(10, metadata={"description": "A real date YYYY-MM-DD, not in the future."})
+    transaction_id = TransactionId(128, metadata={"description": "Your id for this lead, 1-128 of "
+                                                                 "A-Z a-z 0-9 . _ -; generated if omitted. "
+                                                                 "Retrying with it never stores twice."})
+    xxTrustedFormToken = Text(255, metadata={"description": "TrustedForm token; stored as trusted_form.token."})
+    xxTrustedFormCertUrl = HttpsUrl(2048, metadata={"description": "TrustedForm certificate URL (https); "
+                                                                    "stored as trusted_form.cert_url."})
+    xxTrustedFormPingUrl = HttpsUrl(2048, metadata={"description": "TrustedForm ping URL (https); stored as "
+                                                                   "trusted_form.ping_url."})
 
-    def __init__(
-        self,
-        required: Iterable[str] = (),
-        *,
-        city_allow_punctuation: bool = False,
-        max_extra_fields: int = 50,
-        extra_value_max_length: int = 1000,
-    ) -> None:
+    def __init__(self, required: Iterable[str] = (), settings: Settings | None = None) -> None:
         super().__init__()
-        self.city_allow_punctuation = city_allow_punctuation
-        self.max_extra_fields = max_extra_fields
-        self.extra_value_max_length = extra_value_max_length
+        self.settings = settings or Settings()
         self.required_fields = tuple(required)
         for name in self.required_fields:
             self.fields[name].required = True
@@ -220,8 +256,8 @@ class LeadSchema(Schema):
     def check_extra_fields(self, data: dict[str, Any], **kwargs: Any) -> None:
         errors: dict[str, list[str]] = {}
         extra = [name for name in data if name not in self.fields]
-        if len(extra) > self.max_extra_fields:
-            errors["_schema"] = [f"At most {self.max_extra_fields} extra fields are allowed."]
+        if len(extra) > self.settings.max_extra_fields:
+            errors["_schema"] = [f"At most {self.settings.max_extra_fields} extra fields are allowed."]
         for name in extra:
             problem = self._extra_problem(name, data[name])
             if problem:
@@ -233,7 +269,7 @@ class LeadSchema(Schema):
         if not EXTRA_NAME.fullmatch(name):
             return "Unknown field name must match ^[A-Za-z][A-Za-z0-9_]{0,63}$."
         if isinstance(value, str):
-            return text_problem(value, self.extra_value_max_length)
+            return text_problem(value, self.settings.extra_value_max_length)
         if isinstance(value, bool):
             return None
         if isinstance(value, int):
@@ -280,25 +316,14 @@ def normalize_input(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=1024)
-def lead_schema(
-    required: tuple[str, ...],
-    city_allow_punctuation: bool = False,
-    max_extra_fields: int = 50,
-    extra_value_max_length: int = 1000,
-) -> LeadSchema:
-    """One schema per distinct rule set, built once and shared (load is thread-safe)."""
-    return LeadSchema(
-        required,
-        city_allow_punctuation=city_allow_punctuation,
-        max_extra_fields=max_extra_fields,
-        extra_value_max_length=extra_value_max_length,
-    )
-
-
 def schema_for(required: tuple[str, ...], settings: Settings) -> LeadSchema:
-    return lead_schema(
-        required, settings.city_allow_punctuation, settings.max_extra_fields, settings.extra_value_max_length
-    )
+    """One schema per source rule set and settings, built once and shared (load is thread-safe)."""
+    return LeadSchema(required, settings)
+
+
+def _settings(field: fields.Field) -> Settings:
+    parent = field.parent
+    return parent.settings if isinstance(parent, LeadSchema) else Settings()
 
 
 def validate_lead(raw: Mapping[str, Any], schema: LeadSchema) -> ValidLead | LeadRejection:

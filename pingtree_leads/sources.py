@@ -12,6 +12,7 @@ import hashlib
 import secrets
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
@@ -192,6 +193,7 @@ def rotate_api_key(
             {"$set": {"api_keys": kept, "updated_at": now}},
         )
         if result.matched_count:
+            SourceCache.forget_everywhere(query["_id"])
             return key
     raise RuntimeError("the source's keys kept changing; try again")
 
@@ -210,13 +212,18 @@ def set_source_active(
     )
     if not result.matched_count:
         raise LookupError("no such database source")
+    SourceCache.forget_everywhere(_source_filter(source_id)["_id"])
 
 
 class SourceCache:
     """Source configs trusted for ``ttl`` seconds, at most ``size`` of them.
 
     Unknown ids are not cached, so a newly created source works at once.
+    ``rotate_api_key`` and ``set_source_active`` drop the source from every cache
+    in their own process at once; other processes see the change within ``ttl``.
     """
+
+    _all: weakref.WeakSet[SourceCache] = weakref.WeakSet()
 
     def __init__(self, collection: Collection, ttl: float, size: int) -> None:
         self._collection = collection
@@ -224,6 +231,12 @@ class SourceCache:
         self._size = size
         self._entries: OrderedDict[ObjectId, tuple[float, SourceConfig]] = OrderedDict()
         self._lock = threading.Lock()
+        SourceCache._all.add(self)
+
+    @classmethod
+    def forget_everywhere(cls, source_id: ObjectId) -> None:
+        for cache in list(cls._all):
+            cache.forget(source_id)
 
     def get(self, source_id: ObjectId) -> SourceConfig | None:
         now = time.monotonic()

@@ -120,6 +120,20 @@ def test_city_punctuation_option_widens_the_rule(database: Any, source: Any) -> 
     assert {d["city"] for d in p.stored()} == {"St. Louis", "Winston-Salem", "Coeur d'Alene"}
 
 
+def test_punctuated_city_rule_has_no_catastrophic_backtracking(database: Any, source: Any) -> None:
+    # With a nested-quantifier regex this input took seconds, doubling per character.
+    p = Poster(make_app(database, city_allow_punctuation=True).test_client(), database, source)
+    for city in ("a" + "." * 90 + "1", "a" + " -" * 45 + "1", "a'" * 49 + "9"):
+        assert assert_envelope(p.post(lead(city=city)), 400)["fields"] == ["city"]
+
+
+def test_lone_surrogates_are_invalid_not_a_server_error(poster: Poster) -> None:
+    for raw in (b'{"first_name": "\\ud800"}', b'{"campaign": "x\\udfff"}'):
+        response = poster.client.post(poster.url, data=raw, content_type="application/json", headers=poster.headers)
+        assert assert_envelope(response, 400)["lead_status"] in ("invalidField", "missingField"), raw
+    assert poster.count() == 0
+
+
 def test_city_punctuation_option_from_app_config(database: Any, source: Any) -> None:
     app = make_app(database, config={"PINGTREE_LEADS_CITY_ALLOW_PUNCTUATION": True})
     p = Poster(app.test_client(), database, source)

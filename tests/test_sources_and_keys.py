@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any
 
 import pytest
@@ -98,18 +99,27 @@ def test_rotating_an_unknown_source_fails(database: Any) -> None:
         set_source_active(database, str(ObjectId()), False)
 
 
-def test_source_cache_keeps_a_rotated_key_alive_only_for_its_ttl(database: Any) -> None:
-    clock = FakeClock()
-    src = create_source(database, "Cached", clock=clock)
-    client = make_app(database, source_cache_seconds=3600, clock=clock).test_client()
-    p = Poster(client, database, src)
+def test_rotation_in_this_process_takes_effect_at_once_despite_the_cache(database: Any) -> None:
+    src = create_source(database, "Cached")
+    p = Poster(make_app(database, source_cache_seconds=3600).test_client(), database, src)
     assert_envelope(p.post(lead()), 201)  # the source is now cached
-    rotate_api_key(database, src.id)
-    # Within the cache time this process still trusts the cached source ...
+    new_key = rotate_api_key(database, src.id)
+    assert_envelope(p.post(lead()), 401)
+    p.headers = {"Authorization": f"Bearer {new_key}"}
     assert_envelope(p.post(lead()), 201)
-    # ... a fresh process (no cache) does not.
-    other = Poster(make_app(database, source_cache_seconds=0).test_client(), database, src)
-    assert_envelope(other.post(lead()), 401)
+    set_source_active(database, src.id, False)
+    assert_envelope(p.post(lead()), 403)
+
+
+def test_a_change_made_by_another_process_is_seen_within_the_cache_time(database: Any) -> None:
+    src = create_source(database, "Elsewhere")
+    p = Poster(make_app(database, source_cache_seconds=0.3).test_client(), database, src)
+    assert_envelope(p.post(lead()), 201)  # the source is now cached
+    # Another process deactivates it: a direct write, which no cache of ours hears of.
+    database["database_sources"].update_one({"_id": ObjectId(src.id)}, {"$set": {"is_active": False}})
+    assert_envelope(p.post(lead()), 201)  # still trusted from the cache ...
+    time.sleep(0.4)
+    assert_envelope(p.post(lead()), 403)  # ... and not after its time
 
 
 def test_unknown_source_ids_are_not_cached(database: Any) -> None:

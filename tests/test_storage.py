@@ -126,6 +126,27 @@ def test_missing_indexes_with_create_indexes_off_refuse_every_lead(database: Any
     assert assert_envelope(p.post(lead()), 201)["lead_status"] == "accept"
 
 
+def test_index_trouble_never_hides_the_auth_answer(database: Any, source: Any) -> None:
+    p = Poster(make_app(database, create_indexes=False).test_client(), database, source)
+    assert_envelope(p.post(lead(), headers={}), 401)
+    assert_envelope(p.post(lead(), headers={"Authorization": "Bearer wrong"}), 401)
+    assert_envelope(p.post(lead()), 500)
+
+
+def test_contention_is_503(poster: Poster, app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pingtree_leads.errors import ContentionError
+
+    runtime = app.blueprints["pingtree_leads"].runtime(app)
+
+    def contended(*args: Any, **kwargs: Any) -> Any:
+        raise ContentionError("claims kept changing")
+
+    monkeypatch.setattr(runtime.repository, "store", contended)
+    response = poster.post(lead())
+    assert_envelope(response, 503)
+    assert response.headers["Retry-After"] == "2"
+
+
 def test_unreachable_server_is_503_with_retry_after(database: Any, source: Any) -> None:
     dead = pymongo.MongoClient("mongodb://127.0.0.1:9", serverSelectionTimeoutMS=200, connectTimeoutMS=200)
     p = Poster(make_app(dead["nowhere"], retry_after_seconds=7).test_client(), database, source)

@@ -1,0 +1,210 @@
+"""The OpenAPI 3 document of the endpoint, generated from the marshmallow schemas.
+
+Field rules come from ``schemas.LeadSchema`` (each field class states its rule
+as OpenAPI properties), so the document cannot drift from the validation.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import fields
+
+from . import __version__
+from .errors import MESSAGES
+from .schemas import LEAD_FIELDS, TRUSTED_FORM_FIELDS, LeadSchema
+from .settings import Settings
+
+OPENAPI_VERSION = "3.0.3"
+SOURCE_ID = "6566f0c2a1b2c3d4e5f60718"
+LEAD_ID = "6566f0c2a1b2c3d4e5f6071f"
+
+
+def _field_rule(converter: Any, field: fields.Field, **kwargs: Any) -> dict[str, Any]:
+    openapi = getattr(field, "openapi", None)
+    return openapi() if callable(openapi) else {}
+
+
+def _envelope(status: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["status", "message", "data"],
+        "properties": {
+            "status": {"type": "string", "enum": [status]},
+            "message": {"type": "string"},
+            "data": data or {"type": "object"},
+        },
+    }
+
+
+def _example(status: str, message: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"value": {"status": status, "message": message, "data": data}}
+
+
+def _error(code: int, headers: dict[str, Any] | None = None, **examples: dict[str, Any]) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": MESSAGES[code],
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/Error"},
+                "examples": examples or {"error": _example("error", MESSAGES[code], {})},
+            }
+        },
+    }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _responses(settings: Settings) -> dict[str, Any]:
+    allow = "GET, POST" if settings.allow_get else "POST"
+    rejection = {
+        "missingField": _example(
+            "error", "Missing required field(s)",
+            {"lead_status": "missingField", "fields": ["email"], "errors": {"email": ["Is required."]}},
+        ),
+        "invalidField": _example(
+            "error", "Invalid field(s)",
+            {"lead_status": "invalidField", "fields": ["zip_code"],
+             "errors": {"zip_code": ["Must be exactly 5 digits."]}},
+        ),
+        "invalidBody": _example(
+            "error", "Request body is not a valid lead",
+            {"lead_status": "invalidField", "fields": [], "errors": {"_body": ["Body must be a JSON object."]}},
+        ),
+    }
+    return {
+        "201": {
+            "description": "Accepted (stored), a duplicate (not stored), or a replay of an accepted transaction_id.",
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/Created"},
+                    "examples": {
+                        "accept": _example("success", "Lead accepted", {
+                            "lead_status": "accept", "transaction_id": "tx-1001", "lead_id": LEAD_ID}),
+                        "duplicate": _example("success", "Duplicate lead: not stored", {
+                            "lead_status": "duplicate", "transaction_id": "tx-1002", "matched_on": ["email"]}),
+                        "replay": _example("success", "Lead already accepted with this transaction_id", {
+                            "lead_status": "accept", "transaction_id": "tx-1001", "lead_id": LEAD_ID,
+                            "replayed": True}),
+                    },
+                }
+            },
+        },
+        "400": {
+            "description": "A required field is missing (missingField) or a field breaks its rule (invalidField).",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/Rejected"}, "examples": rejection}
+            },
+        },
+        "401": _error(401, {"WWW-Authenticate": {"schema": {"type": "string", "example": "Bearer"}}}),
+        "403": _error(403),
+        "404": _error(404),
+        "405": _error(405, {"Allow": {"schema": {"type": "string", "example": allow}}}),
+        "409": _error(409, conflict=_example("error", MESSAGES[409], {"transaction_id": "tx-1001"})),
+        "413": _error(413),
+        "415": _error(415),
+        "500": _error(500),
+        "503": _error(503, {"Retry-After": {"schema": {"type": "integer", "example": settings.retry_after_seconds}}}),
+    }
+
+
+def openapi_document(settings: Settings | None = None, path_prefix: str = "") -> dict[str, Any]:
+    """The OpenAPI document for an endpoint mounted under ``path_prefix`` with ``settings``."""
+    settings = settings or Settings()
+    plugin = MarshmallowPlugin()
+    spec = APISpec(
+        title="Pingtree Create Lead API",
+        version=__version__,
+        openapi_version=OPENAPI_VERSION,
+        plugins=[plugin],
+        info={"description": "Add a lead to a database source. Every answer is the JSON envelope "
+                             "{status, message, data}."},
+    )
+    plugin.converter.add_attribute_function(_field_rule)  # type: ignore[union-attr]
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer",
+                                               "description": "The API key of the database source."})
+    spec.components.schema("Lead", schema=LeadSchema)
+    lead = spec.to_dict()["components"]["schemas"]["Lead"]
+    extra_value = {"anyOf": [{"type": "string", "maxLength": settings.extra_value_max_length},
+                             {"type": "number"}, {"type": "boolean"}]}
+    lead_schema = copy.deepcopy(lead)
+    lead_schema["additionalProperties"] = extra_value
+    lead_schema["maxProperties"] = len(lead["properties"]) + settings.max_extra_fields
+    lead_schema["description"] = (
+        "At least one of " + ", ".join(LEAD_FIELDS) + ". Which are required is set per database source. "
+        "Values are trimmed; blank or null counts as absent. Other names (^[A-Za-z][A-Za-z0-9_]{0,63}$, scalar "
+        "values) are kept under `extra`; TrustedForm fields go to `trusted_form` ("
+        + ", ".join(f"{k} -> {v}" for k, v in TRUSTED_FORM_FIELDS.items()) + ")."
+    )
+    if settings.city_allow_punctuation:
+        lead_schema["properties"]["city"]["pattern"] = "^[A-Za-z\u00c0-\u024f]+([ .'-]+[A-Za-z\u00c0-\u024f]*)*$"
+    for name in ("mobile", "zip_code"):  # a JSON integer is also accepted
+        as_string = lead_schema["properties"][name]
+        lead_schema["properties"][name] = {
+            "description": as_string.pop("description", ""),
+            "oneOf": [as_string, LeadSchema._declared_fields[name].openapi_integer()],  # type: ignore[attr-defined]
+        }
+    spec.components.schema("LeadInput", lead_schema)
+    spec.components.schema("Created", _envelope("success", {
+        "type": "object",
+        "required": ["lead_status", "transaction_id"],
+        "properties": {
+            "lead_status": {"type": "string", "enum": ["accept", "duplicate"]},
+            "transaction_id": {"type": "string"},
+            "lead_id": {"type": "string", "pattern": "^[0-9a-f]{24}$"},
+            "replayed": {"type": "boolean"},
+            "matched_on": {"type": "array", "items": {"type": "string", "enum": ["email", "mobile"]}},
+        },
+    }))
+    spec.components.schema("Rejected", _envelope("error", {
+        "type": "object",
+        "required": ["lead_status", "fields", "errors"],
+        "properties": {
+            "lead_status": {"type": "string", "enum": ["missingField", "invalidField"]},
+            "fields": {"type": "array", "items": {"type": "string"}},
+            "errors": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+        },
+    }))
+    spec.components.schema("Error", _envelope("error"))
+
+    source_id = {"name": "db_source_id", "in": "path", "required": True,
+                 "description": "MongoDB ObjectId of the database source (24 hex digits).",
+                 "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{24}$", "example": SOURCE_ID}}
+    body_ref = {"$ref": "#/components/schemas/LeadInput"}
+    operations: dict[str, Any] = {
+        "post": {
+            "operationId": "createLead",
+            "summary": "Create a lead",
+            "security": [{"bearer": []}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": body_ref, "example": {
+                        "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
+                        "mobile": "5551234567", "state": "NY", "zip_code": "10001", "transaction_id": "tx-1001"}},
+                    "application/x-www-form-urlencoded": {"schema": body_ref},
+                    "multipart/form-data": {"schema": body_ref},
+                },
+            },
+            "responses": _responses(settings),
+        }
+    }
+    if settings.allow_get:
+        operations["get"] = {
+            "operationId": "createLeadByQuery",
+            "summary": "Create a lead from query-string fields (puts PII into URLs; can be switched off)",
+            "security": [{"bearer": []}],
+            "parameters": [
+                {"name": name, "in": "query", "required": False, "schema": prop,
+                 **({"description": prop["description"]} if "description" in prop else {})}
+                for name, prop in lead_schema["properties"].items()
+            ],
+            "responses": _responses(settings),
+        }
+    spec.path(path=f"{path_prefix}/api/lead/create/{{db_source_id}}",
+              parameters=[source_id], operations=operations)
+    return spec.to_dict()
