@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +28,7 @@ from bson import ObjectId
 from pymongo import ASCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, PyMongoError
 
 from .errors import ContentionError
 from .schemas import DEDUPE_FIELDS, ValidLead
@@ -52,6 +53,7 @@ _KEY_PATTERNS: dict[tuple[str, ...], str] = {
 _LOOKUP_PROJECTION = {"transaction_id": 1, "fingerprint": 1, "dedupe": 1, "created_at": 1}
 # A released claim can be re-taken by a racing request; after this many rounds give up (503).
 MAX_ATTEMPTS = 5
+DUPLICATE_KEY = 11000
 
 
 class LeadIndexError(PyMongoError):
@@ -105,12 +107,46 @@ class LeadRepository:
     # -- storing ---------------------------------------------------------------
 
     def store(self, source: SourceConfig, lead: ValidLead, transaction_id: str, now: datetime) -> StoreResult:
+        """Store one lead: one ``insert`` command when it is accepted."""
+        return self.store_many(source, [(lead, transaction_id)], now)[0]
+
+    def store_many(
+        self, source: SourceConfig, leads: Sequence[tuple[ValidLead, str]], now: datetime
+    ) -> list[StoreResult]:
+        """Store leads of one source in one unordered bulk insert; a result per lead, in order.
+
+        The endpoint (one lead) and the CSV import (batches) both come through here.
+        """
+        docs = [self._document(source, lead, transaction_id, now) for lead, transaction_id in leads]
+        results: list[StoreResult | None] = [None] * len(docs)
+        pending = list(range(len(docs)))
+        for _ in range(MAX_ATTEMPTS):
+            for i in pending:
+                docs[i]["_id"] = ObjectId()
+            conflicts = self._insert(docs, pending)
+            retry = []
+            for i in pending:
+                if i not in conflicts:
+                    results[i] = StoreResult("accept", docs[i]["transaction_id"], lead_id=str(docs[i]["_id"]))
+                    continue
+                result = self._resolve_conflict(source, docs[i], conflicts[i], now)
+                if result is None:
+                    retry.append(i)  # a claim was released or vanished: insert again
+                else:
+                    results[i] = result
+            pending = retry
+            if not pending:
+                return [r for r in results if r is not None]
+        raise ContentionError("lead claims kept changing under concurrent writes")
+
+    @staticmethod
+    def _document(source: SourceConfig, lead: ValidLead, transaction_id: str, now: datetime) -> dict[str, Any]:
         claims = {
             field: dedupe_claim(source.id, field, lead.fields[field])
             for field in source.dedupe_fields
             if field in lead.fields
         }
-        doc = {
+        return {
             "source_id": source.id,
             "transaction_id": transaction_id,
             **lead.fields,
@@ -120,26 +156,23 @@ class LeadRepository:
             "dedupe": claims,
             "fingerprint": fingerprint(lead),
         }
-        for _ in range(MAX_ATTEMPTS):
-            doc["_id"] = ObjectId()
-            try:
-                self.leads.insert_one(doc)
-            except DuplicateKeyError as exc:
-                result = self._resolve_conflict(source, doc, claims, _violated(exc), now)
-                if result is not None:
-                    return result
-                continue  # a claim was released or vanished: insert again
-            return StoreResult("accept", transaction_id, lead_id=str(doc["_id"]))
-        raise ContentionError("lead claims kept changing under concurrent writes")
+
+    def _insert(self, docs: list[dict[str, Any]], pending: list[int]) -> dict[int, str | None]:
+        """Insert ``docs[pending]``; returns {doc index: violated rule or None} for duplicate keys."""
+        try:
+            self.leads.insert_many([docs[i] for i in pending], ordered=False)
+        except BulkWriteError as exc:
+            details = exc.details or {}
+            errors = details.get("writeErrors") or []
+            if details.get("writeConcernErrors") or any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            return {pending[e["index"]]: _violated(e.get("keyPattern")) for e in errors}
+        return {}
 
     def _resolve_conflict(
-        self,
-        source: SourceConfig,
-        doc: dict[str, Any],
-        claims: dict[str, str],
-        violated: str | None,
-        now: datetime,
+        self, source: SourceConfig, doc: dict[str, Any], violated: str | None, now: datetime
     ) -> StoreResult | None:
+        claims: dict[str, str] = doc["dedupe"]
         # The server names the violated index; mongomock does not, so then look
         # at every rule in index order (transaction first, as the contract says).
         order = [violated] if violated else ["transaction_id", *claims]
@@ -180,9 +213,8 @@ class LeadRepository:
             )
 
 
-def _violated(exc: DuplicateKeyError) -> str | None:
-    """Which rule a DuplicateKeyError broke, from its keyPattern (never from its message: PII)."""
-    pattern = (exc.details or {}).get("keyPattern")
+def _violated(pattern: Any) -> str | None:
+    """Which rule a duplicate-key error broke, from its keyPattern (never from its message: PII)."""
     if not isinstance(pattern, dict):
         return None
     return _KEY_PATTERNS.get(tuple(pattern))
