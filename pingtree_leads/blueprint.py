@@ -20,6 +20,7 @@ from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
 from .auth import bearer_auth
+from .cli import register_commands
 from .errors import MESSAGES, ApiError, envelope, register_error_handlers
 from .http import lead_fields
 from .openapi import openapi_document
@@ -30,6 +31,7 @@ from .sources import SourceCache, SourceConfig, parse_object_id
 
 logger = logging.getLogger("pingtree_leads")
 
+CLI_GROUP = "pingtree-leads"
 CREATE_RULE = "/api/lead/create/<db_source_id>"
 #: Everything under this path answers JSON, also for unknown routes.
 URL_SPACE = "/api/lead"
@@ -121,7 +123,7 @@ class LeadsBlueprint(Blueprint):
     """The blueprint ``create_blueprint`` returns; it keeps one runtime per app."""
 
     def __init__(self, database: Database, options: dict[str, Any], name: str = "pingtree_leads") -> None:
-        super().__init__(name, __name__)
+        super().__init__(name, __name__, cli_group=CLI_GROUP)
         Settings.resolve(None, **options)  # fail fast on unknown or bad options
         self.database = database
         self.options = options
@@ -132,13 +134,15 @@ class LeadsBlueprint(Blueprint):
             self.add_url_rule(rule, "not_found", _not_found, methods=ALL_METHODS, provide_automatic_options=False)
         register_error_handlers(self, lambda: self.runtime().settings.retry_after_seconds)
         self.record(self._on_register)
+        register_commands(self)
 
     def _on_register(self, state: BlueprintSetupState) -> None:
         if state.app not in self._runtimes:
             self._runtimes[state.app] = LeadsRuntime(self.database, Settings.resolve(state.app.config, **self.options))
         route = self._runtimes[state.app].settings.openapi_route
         if route:
-            state.add_url_rule(route, "openapi", self._openapi_view, methods=["GET"])
+            state.add_url_rule(route, "openapi", self._openapi_view, methods=ALL_METHODS,
+                               provide_automatic_options=False)
 
     def runtime(self, app: Flask | None = None) -> LeadsRuntime:
         """The runtime of ``app`` (default: the current app)."""
@@ -154,6 +158,8 @@ class LeadsBlueprint(Blueprint):
 
 
     def _openapi_view(self) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            raise ApiError(405, headers={"Allow": "GET"})
         runtime = self.runtime()
         route = runtime.settings.openapi_route or ""
         prefix = request.path[: len(request.path) - len(route)]

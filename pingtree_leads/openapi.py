@@ -15,7 +15,7 @@ from marshmallow import fields
 
 from . import __version__
 from .errors import MESSAGES
-from .schemas import LEAD_FIELDS, TRUSTED_FORM_FIELDS, LeadSchema
+from .schemas import LATIN_LETTERS, LEAD_FIELDS, TRUSTED_FORM_FIELDS, LeadSchema
 from .settings import Settings
 
 OPENAPI_VERSION = "3.0.3"
@@ -141,7 +141,8 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
         + ", ".join(f"{k} -> {v}" for k, v in TRUSTED_FORM_FIELDS.items()) + ")."
     )
     if settings.city_allow_punctuation:
-        lead_schema["properties"]["city"]["pattern"] = "^[A-Za-z\u00c0-\u024f]+([ .'-]+[A-Za-z\u00c0-\u024f]*)*$"
+        letters = LATIN_LETTERS
+        lead_schema["properties"]["city"]["pattern"] = f"^[{letters}]+(?:[ .'-]+[{letters}]+)*\\.?$"
     for name in ("mobile", "zip_code"):  # a JSON integer is also accepted
         as_string = lead_schema["properties"][name]
         lead_schema["properties"][name] = {

@@ -62,6 +62,8 @@ _INT64 = (-(2**63), 2**63 - 1)
 
 REQUIRED_MESSAGE = "Is required."
 STATUS_MISSING = "missingField"
+#: "Letters" in the OpenAPI patterns: JSON Schema regexes are not Unicode-aware (no x or ÷).
+LATIN_LETTERS = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
 STATUS_INVALID = "invalidField"
 
 
@@ -158,7 +160,7 @@ class City(Text):
 
     def openapi(self) -> dict[str, Any]:
         # JSON Schema regexes are not Unicode-aware: Latin letters stand for "letters" here.
-        letters = "A-Za-z\u00c0-\u024f"
+        letters = LATIN_LETTERS
         return {**super().openapi(), "pattern": f"^[{letters}]+( [{letters}]+)*$"}
 
 
@@ -252,10 +254,10 @@ class LeadSchema(Schema):
         for name in self.required_fields:
             self.fields[name].required = True
 
-    @validates_schema(skip_on_field_errors=False)
-    def check_extra_fields(self, data: dict[str, Any], **kwargs: Any) -> None:
+    @validates_schema(skip_on_field_errors=False, pass_original=True)
+    def check_extra_fields(self, data: dict[str, Any], original: Mapping[str, Any], **kwargs: Any) -> None:
         errors: dict[str, list[str]] = {}
-        extra = [name for name in data if name not in self.fields]
+        extra = [name for name in original if name not in self.fields]
         if len(extra) > self.settings.max_extra_fields:
             errors["_schema"] = [f"At most {self.settings.max_extra_fields} extra fields are allowed."]
         for name in extra:
@@ -278,12 +280,13 @@ class LeadSchema(Schema):
             return None if math.isfinite(value) else "Must be a finite number."
         return "Must be a string, number or boolean."
 
-    @post_load
-    def to_lead(self, data: dict[str, Any], **kwargs: Any) -> ValidLead:
+    @post_load(pass_original=True)
+    def to_lead(self, data: dict[str, Any], original: Mapping[str, Any], **kwargs: Any) -> ValidLead:
         trusted_form = {TRUSTED_FORM_FIELDS[k]: data.pop(k) for k in TRUSTED_FORM_FIELDS if k in data}
         transaction_id = data.pop("transaction_id", None)
         lead_fields = {name: data.pop(name) for name in LEAD_FIELDS if name in data}
-        return ValidLead(fields=lead_fields, trusted_form=trusted_form, extra=data, transaction_id=transaction_id)
+        extra = {name: data[name] for name in original if name in data}  # in the order sent
+        return ValidLead(fields=lead_fields, trusted_form=trusted_form, extra=extra, transaction_id=transaction_id)
 
 
 @dataclasses.dataclass(frozen=True)

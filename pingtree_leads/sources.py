@@ -231,6 +231,7 @@ class SourceCache:
         self._size = size
         self._entries: OrderedDict[ObjectId, tuple[float, SourceConfig]] = OrderedDict()
         self._lock = threading.Lock()
+        self._generation = 0  # bumped by forget(), so a read racing with it is not cached
         SourceCache._all.add(self)
 
     @classmethod
@@ -244,13 +245,15 @@ class SourceCache:
             entry = self._entries.get(source_id)
             if entry is not None and entry[0] > now:
                 return entry[1]
+            generation = self._generation
         doc = self._collection.find_one({"_id": source_id})
         if doc is None:
-            self.forget(source_id)
             return None
         config = SourceConfig.from_document(doc)
         if self._ttl > 0 and self._size > 0:
             with self._lock:
+                if generation != self._generation:
+                    return config  # forgotten while we read: what we read may be stale, do not keep it
                 self._entries[source_id] = (now + self._ttl, config)
                 self._entries.move_to_end(source_id)
                 while len(self._entries) > self._size:
@@ -260,6 +263,7 @@ class SourceCache:
     def forget(self, source_id: ObjectId) -> None:
         with self._lock:
             self._entries.pop(source_id, None)
+            self._generation += 1
 
     def clear(self) -> None:
         with self._lock:

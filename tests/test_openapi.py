@@ -97,3 +97,10 @@ def test_document_route_is_configurable(database: Any) -> None:
     assert_envelope(client.get("/api/lead/openapi.json"), 404)
     off = make_app(database, openapi_route=None).test_client()
     assert_envelope(off.get("/api/lead/openapi.json"), 404)
+
+
+def test_document_route_answers_json_405_to_other_methods(client: Any) -> None:
+    for method in ("POST", "PUT", "DELETE", "OPTIONS"):
+        response = client.open("/api/lead/openapi.json", method=method)
+        assert_envelope(response, 405)
+        assert response.headers["Allow"] == "GET"

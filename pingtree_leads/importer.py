@@ -1,0 +1,174 @@
+"""Importing a CSV file of leads into a source, through the endpoint's own code.
+
+Every row is validated by ``schemas.validate_lead`` with the source's schema and
+stored by ``LeadRepository.store_many`` (the same dedupe and idempotency as the
+HTTP endpoint), in batches.  A row without a ``transaction_id`` gets one derived
+from its content, so importing the same file again stores nothing new.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import IO
+
+from .repository import LeadRepository
+from .schemas import EXTRA_NAME, STATUS_INVALID, LeadRejection, LeadSchema, ValidLead, validate_lead
+from .settings import Settings
+from .sources import SourceConfig
+
+# reject_row: the data row number in the file (1 = first row after the header).
+REJECT_COLUMNS = ("reject_row", "reject_status", "reject_reason")
+# Outcome names in the summary, in the order they are printed.
+OUTCOMES = ("accepted", "already_imported", "duplicate", "missingField", "invalidField", "conflict")
+
+
+class ImportFileError(Exception):
+    """The file cannot be imported at all (encoding, header); the message says why."""
+
+
+@dataclasses.dataclass
+class ImportSummary:
+    counts: Counter[str] = dataclasses.field(default_factory=Counter)
+
+    @property
+    def rows(self) -> int:
+        return sum(self.counts.values())
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: self.counts.get(name, 0) for name in OUTCOMES}
+
+
+def parse_mapping(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``--map col=field`` options as {column: field}."""
+    known = set(LeadSchema._declared_fields)
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        column, sep, field = pair.partition("=")
+        if not sep or not column or not field:
+            raise ImportFileError(f"--map takes COLUMN=FIELD, got {pair!r}")
+        if field not in known and not EXTRA_NAME.fullmatch(field):
+            raise ImportFileError(f"--map target {field!r} is not a lead field nor a valid extra field name")
+        mapping[column] = field
+    return mapping
+
+
+def row_transaction_id(fields: Mapping[str, str]) -> str:
+    """A transaction id derived from a row's content: the same row imports once."""
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode("utf-8", "surrogatepass")).hexdigest()
+    return "csv-" + digest[:40]
+
+
+def count_rows(path: Path) -> int:
+    """Data rows in the file (for the progress bar); raises ImportFileError on a bad encoding."""
+    with _open(path) as handle:
+        return max(sum(1 for _ in _checked_rows(csv.reader(handle), path)) - 1, 0)
+
+
+def _open(path: Path) -> IO[str]:
+    try:
+        return path.open(encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise ImportFileError(f"cannot open {path}: {exc.strerror}") from None
+
+
+def _checked_rows(reader: Iterator[list[str]], path: Path) -> Iterator[list[str]]:
+    try:
+        yield from reader
+    except UnicodeDecodeError:
+        raise ImportFileError(f"{path} is not UTF-8 text (near line {getattr(reader, 'line_num', '?')})") from None
+    except csv.Error as exc:
+        raise ImportFileError(f"{path} is not valid CSV near line {getattr(reader, 'line_num', '?')}: {exc}") from None
+
+
+def _header(reader: Iterator[list[str]], path: Path, mapping: Mapping[str, str]) -> list[str]:
+    header = next(reader, None)
+    if not header or not any(name.strip() for name in header):
+        raise ImportFileError(f"{path} has no header row: the first line must name the columns")
+    header = [name.strip() for name in header]
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated or "" in header:
+        raise ImportFileError(f"{path}: header has blank or repeated column names: {', '.join(repeated) or '(blank)'}")
+    unknown = sorted(set(mapping) - set(header))
+    if unknown:
+        raise ImportFileError(f"--map names columns not in the header: {', '.join(unknown)}")
+    targets = [mapping.get(name, name) for name in header]
+    clashing = sorted({t for t in targets if targets.count(t) > 1})
+    if clashing:
+        raise ImportFileError(f"more than one column maps to: {', '.join(clashing)}")
+    return targets
+
+
+def import_csv(
+    path: Path,
+    source: SourceConfig,
+    repository: LeadRepository,
+    settings: Settings,
+    schema: LeadSchema,
+    *,
+    mapping: Mapping[str, str] | None = None,
+    rejects: IO[str] | None = None,
+    batch_size: int = 500,
+    progress: Callable[[int], None] = lambda n: None,
+) -> ImportSummary:
+    """Import ``path`` into ``source``; returns the counts.  Raises ImportFileError or PyMongoError."""
+    summary = ImportSummary()
+    with _open(path) as handle:
+        reader = csv.reader(handle)
+        rows = _checked_rows(reader, path)
+        columns = _header(rows, path, mapping or {})
+        writer = None
+        if rejects is not None:
+            writer = csv.writer(rejects)
+            writer.writerow([*columns, *REJECT_COLUMNS])
+        batch: list[tuple[int, list[str], ValidLead, str]] = []
+
+        def reject(number: int, values: list[str], status: str, reason: str) -> None:
+            summary.counts[status] += 1
+            if writer is not None:
+                # A ragged row is cut or padded to the header, so the reject columns line up.
+                cells = (values + [""] * len(columns))[: len(columns)]
+                writer.writerow([*cells, number, status, reason])
+
+        def flush() -> None:
+            if not batch:
+                return
+            results = repository.store_many(source, [(lead, txid) for _, _, lead, txid in batch], settings.clock())
+            for (number, values, _, _), result in zip(batch, results, strict=True):
+                if result.lead_status == "accept":
+                    summary.counts["already_imported" if result.replayed else "accepted"] += 1
+                elif result.lead_status == "duplicate":
+                    reject(number, values, "duplicate", "matches a stored lead on " + ", ".join(result.matched_on))
+                else:
+                    reject(number, values, "conflict", "transaction_id was already used for a different lead")
+            progress(len(batch))
+            batch.clear()
+
+        for number, values in enumerate(rows, start=1):
+            if not any(v.strip() for v in values):
+                continue  # a blank line
+            if len(values) != len(columns):
+                reason = f"row has {len(values)} values but the header has {len(columns)}"
+                reject(number, values, STATUS_INVALID, reason)
+                progress(1)
+                continue
+            fields = dict(zip(columns, values, strict=True))
+            checked = validate_lead(fields, schema)
+            if isinstance(checked, LeadRejection):
+                reject(number, values, checked.status, _reason(checked))
+                progress(1)
+                continue
+            batch.append((number, values, checked, checked.transaction_id or row_transaction_id(fields)))
+            if len(batch) >= batch_size:
+                flush()
+        flush()
+    return summary
+
+
+def _reason(rejection: LeadRejection) -> str:
+    return "; ".join(f"{name}: {' '.join(messages)}" for name, messages in rejection.errors.items())
