@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from collections.abc import Callable
 from datetime import datetime
 
@@ -16,6 +17,8 @@ from flask import Response, request
 from flask_httpauth import HTTPTokenAuth
 
 from .sources import SourceCache, SourceConfig, parse_object_id
+
+logger = logging.getLogger("pingtree_leads")
 
 # Stands in for a key hash when the source does not exist (never matches a real key).
 _DUMMY_HASH = "0" * 64
@@ -50,6 +53,8 @@ def bearer_auth(
 
     @auth.error_handler
     def unauthorized(status: int) -> Response:
+        # For monitoring key guessing: the source id only (already checked to be 24 hex), never the key.
+        logger.info("lead refused: no valid key, source=%s", (request.view_args or {}).get("db_source_id"))
         response = on_error(status)
         # RFC 6750: the scheme the client must use.
         response.headers["WWW-Authenticate"] = "Bearer"

@@ -84,6 +84,7 @@ class LeadsRuntime:
     def _create(self, db_source_id: str) -> Response:
         source: SourceConfig = self.auth.current_user()
         if not source.is_active:
+            logger.info("lead refused: source inactive, source=%s", db_source_id)
             raise ApiError(403)
         raw = lead_fields(request, self.settings.max_body_bytes)
         checked = validate_lead(raw, schema_for(source.required_fields, self.settings))
