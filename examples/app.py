@@ -10,7 +10,8 @@ library itself never does.
 
 On start the app makes sure a demo database source exists (its id and API key
 are kept in ``instance/demo_source.json``: the library stores only key hashes)
-and prints a curl command that posts a lead to it.
+and prints a curl command that posts a lead to it.  Interactive API docs
+(Swagger UI, served from the ``swagger-ui-bundle`` package, no CDN) are at ``/docs``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pymongo import MongoClient
 from pymongo.database import Database
 
 from pingtree_leads import LeadsRuntime, PingtreeLeads, create_source
+from pingtree_leads.docs_page import create_docs_blueprint
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = ROOT / "instance"
@@ -39,16 +41,20 @@ HOST = "127.0.0.1"
 
 
 def create_app(database: Database[Any]) -> Flask:
-    """The host app: its own routes, plus the create-lead endpoint from the library."""
+    """The host app: its own routes, plus the create-lead endpoint and its docs page from the library."""
     app = Flask(__name__)
     PingtreeLeads().init_app(app, database=database)
+    # Swagger UI for the document the endpoint serves at /api/lead/openapi.json.
+    app.register_blueprint(create_docs_blueprint("/api/lead/openapi.json"), url_prefix="/docs")
 
     @app.get("/")
     def index() -> tuple[str, int, dict[str, str]]:
         text = (
             "pingtree_leads example host app\n\n"
             "This page is the host's own route; the library serves\n"
-            "POST|GET /api/lead/create/<db_source_id> next to it.\n"
+            "POST|GET /api/lead/create/<db_source_id> next to it,\n"
+            "its OpenAPI document at /api/lead/openapi.json\n"
+            "and interactive API docs at /docs.\n"
         )
         return text, 200, {"Content-Type": "text/plain; charset=utf-8"}
 
@@ -138,7 +144,8 @@ def main() -> None:
             'Post a lead (expect HTTP 201 with "lead_status": "accept"):\n\n'
             f"{demo_curl(port, source_id, api_key)}\n\n"
             'Run the same command again: it answers 201 with "lead_status": "duplicate"\n'
-            "(a new transaction_id is generated each time, but the email matches).\n"
+            "(a new transaction_id is generated each time, but the email matches).\n\n"
+            f"Interactive API docs: http://{HOST}:{port}/docs\n"
             "Press Ctrl-C to stop.\n",
             flush=True,
         )

@@ -125,10 +125,10 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
                              "{status, message, data}."},
     )
     plugin.converter.add_attribute_function(_field_rule)  # type: ignore[union-attr]
+    spec.tag({"name": "leads", "description": "Add leads to a database source."})
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer",
                                                "description": "The API key of the database source."})
-    spec.components.schema("Lead", schema=LeadSchema)
-    lead = spec.to_dict()["components"]["schemas"]["Lead"]
+    lead = plugin.converter.schema2jsonschema(LeadSchema)  # type: ignore[union-attr]
     extra_value = {"anyOf": [{"type": "string", "maxLength": settings.extra_value_max_length},
                              {"type": "number"}, {"type": "boolean"}]}
     lead_schema = copy.deepcopy(lead)
@@ -179,6 +179,7 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
     operations: dict[str, Any] = {
         "post": {
             "operationId": "createLead",
+            "tags": ["leads"],
             "summary": "Create a lead",
             "security": [{"bearer": []}],
             "requestBody": {
@@ -197,6 +198,7 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
     if settings.allow_get:
         operations["get"] = {
             "operationId": "createLeadByQuery",
+            "tags": ["leads"],
             "summary": "Create a lead from query-string fields (puts PII into URLs; can be switched off)",
             "security": [{"bearer": []}],
             "parameters": [
