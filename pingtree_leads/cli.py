@@ -18,6 +18,7 @@ from flask import current_app
 from pymongo.errors import PyMongoError
 
 from .importer import OUTCOMES, ImportFileError, count_rows, import_csv, parse_mapping
+from .repository import LeadIndexError
 from .schemas import DEDUPE_FIELDS, REQUIRABLE_FIELDS, schema_for
 from .sources import SourceConfig, create_source, parse_object_id, rotate_api_key, set_source_active
 
@@ -50,9 +51,14 @@ def _friendly_errors(command: F) -> F:
             raise click.ClickException(str(exc)) from None
         except ImportFileError as exc:
             raise click.ClickException(str(exc)) from None
+        except LeadIndexError:
+            raise click.ClickException(
+                "the lead indexes are missing or have another shape: run 'flask pingtree-leads ensure-indexes'"
+            ) from None
         except PyMongoError as exc:
             raise click.ClickException(
-                f"database error ({type(exc).__name__}); nothing half-done: run the command again"
+                f"database error ({type(exc).__name__}): check the server, then run the command again "
+                "(an import stores nothing twice)"
             ) from None
 
     return wrapper  # type: ignore[return-value]
@@ -171,6 +177,8 @@ def register_commands(blueprint: LeadsBlueprint) -> click.Group:
         """Import leads from a CSV file (header row = field names) with the endpoint's rules."""
         rt = runtime()
         source = source_or_fail(source_id)
+        if not source.is_active:
+            raise click.ClickException(f"source {source_id} is inactive (the endpoint answers 403): activate it first")
         mapping = parse_mapping(mappings)
         total = count_rows(csv_file)
         rt.ensure_ready()

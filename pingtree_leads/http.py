@@ -104,6 +104,8 @@ def _from_multidict(values: MultiDict[str, Any]) -> dict[str, Any]:
     """One value per name; a repeated name keeps all its values, and fails as a list."""
     fields: dict[str, Any] = {}
     for name, items in values.lists():
+        if not isinstance(name, str):  # a multipart part without a name
+            raise body_error("Every form field needs a name.")
         # werkzeug decodes multipart fields with errors="replace".
         if "\ufffd" in name or any("\ufffd" in item for item in items):
             raise body_error("Fields are not valid UTF-8.")

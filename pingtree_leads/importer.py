@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
-import json
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
-from .repository import LeadRepository
+from .repository import LeadRepository, fingerprint
 from .schemas import EXTRA_NAME, STATUS_INVALID, LeadRejection, LeadSchema, ValidLead, validate_lead
 from .settings import Settings
 from .sources import SourceConfig
@@ -58,10 +56,10 @@ def parse_mapping(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     return mapping
 
 
-def row_transaction_id(fields: Mapping[str, str]) -> str:
-    """A transaction id derived from a row's content: the same row imports once."""
-    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode("utf-8", "surrogatepass")).hexdigest()
-    return "csv-" + digest[:40]
+def row_transaction_id(lead: ValidLead) -> str:
+    """A transaction id derived from the lead as stored (after trimming and normalisation):
+    the same lead imports once, whatever the column order, mapping or whitespace."""
+    return "csv-" + fingerprint(lead)[:40]
 
 
 def count_rows(path: Path) -> int:
@@ -81,12 +79,13 @@ def _checked_rows(reader: Iterator[list[str]], path: Path) -> Iterator[list[str]
     try:
         yield from reader
     except UnicodeDecodeError:
-        raise ImportFileError(f"{path} is not UTF-8 text (near line {getattr(reader, 'line_num', '?')})") from None
+        raise ImportFileError(f"{path} is not UTF-8 text: save it as UTF-8 and import it again") from None
     except csv.Error as exc:
         raise ImportFileError(f"{path} is not valid CSV near line {getattr(reader, 'line_num', '?')}: {exc}") from None
 
 
-def _header(reader: Iterator[list[str]], path: Path, mapping: Mapping[str, str]) -> list[str]:
+def _header(reader: Iterator[list[str]], path: Path, mapping: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """(the column names as in the file, the field each column maps to)."""
     header = next(reader, None)
     if not header or not any(name.strip() for name in header):
         raise ImportFileError(f"{path} has no header row: the first line must name the columns")
@@ -101,7 +100,7 @@ def _header(reader: Iterator[list[str]], path: Path, mapping: Mapping[str, str])
     clashing = sorted({t for t in targets if targets.count(t) > 1})
     if clashing:
         raise ImportFileError(f"more than one column maps to: {', '.join(clashing)}")
-    return targets
+    return header, targets
 
 
 def import_csv(
@@ -121,11 +120,11 @@ def import_csv(
     with _open(path) as handle:
         reader = csv.reader(handle)
         rows = _checked_rows(reader, path)
-        columns = _header(rows, path, mapping or {})
+        header, columns = _header(rows, path, mapping or {})
         writer = None
         if rejects is not None:
             writer = csv.writer(rejects)
-            writer.writerow([*columns, *REJECT_COLUMNS])
+            writer.writerow([*header, *REJECT_COLUMNS])
         batch: list[tuple[int, list[str], ValidLead, str]] = []
 
         def reject(number: int, values: list[str], status: str, reason: str) -> None:
@@ -163,7 +162,7 @@ def import_csv(
                 reject(number, values, checked.status, _reason(checked))
                 progress(1)
                 continue
-            batch.append((number, values, checked, checked.transaction_id or row_transaction_id(fields)))
+            batch.append((number, values, checked, checked.transaction_id or row_transaction_id(checked)))
             if len(batch) >= batch_size:
                 flush()
         flush()

@@ -134,6 +134,7 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
     lead_schema = copy.deepcopy(lead)
     lead_schema["additionalProperties"] = extra_value
     lead_schema["maxProperties"] = len(lead["properties"]) + settings.max_extra_fields
+    lead_schema["anyOf"] = [{"required": [name]} for name in LEAD_FIELDS]  # at least one lead field
     lead_schema["description"] = (
         "At least one of " + ", ".join(LEAD_FIELDS) + ". Which are required is set per database source. "
         "Values are trimmed; blank or null counts as absent. Other names (^[A-Za-z][A-Za-z0-9_]{0,63}$, scalar "

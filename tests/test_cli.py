@@ -246,3 +246,32 @@ def test_import_reads_a_bom_and_windows_line_ends(cli_app: Flask, database: Any,
     result = run(cli_app, "import", src.id, str(path))
     assert summary(result)["accepted"] == 1
     assert database["leads"].find_one()["city"] == "El Paso"
+
+
+def test_import_refuses_an_inactive_source(cli_app: Flask, database: Any, tmp_path: Path) -> None:
+    src = create_source(database, "Off", is_active=False)
+    path = write_csv(tmp_path / "i.csv", ["email"], [["a@example.com"]])
+    result = run(cli_app, "import", src.id, str(path))
+    assert result.exit_code == 1 and "inactive" in result.output
+    assert database["leads"].count_documents({}) == 0
+
+
+def test_rejects_file_keeps_the_file_column_names(cli_app: Flask, database: Any, tmp_path: Path) -> None:
+    src = create_source(database, "Names")
+    path = write_csv(tmp_path / "n.csv", ["Phone", "email"], [["123", "a@example.com"]])
+    rejects = tmp_path / "rejects.csv"
+    run(cli_app, "import", src.id, str(path), "--map", "Phone=mobile", "--rejects", str(rejects))
+    with rejects.open(newline="", encoding="utf-8") as handle:
+        assert next(csv.reader(handle)) == ["Phone", "email", "reject_row", "reject_status", "reject_reason"]
+
+
+def test_derived_transaction_ids_ignore_whitespace_case_and_column_order(
+    cli_app: Flask, database: Any, tmp_path: Path
+) -> None:
+    src = create_source(database, "Stable", dedupe_fields=[])
+    first = write_csv(tmp_path / "a.csv", ["email", "state"], [["a@example.com", "ny"]])
+    second = write_csv(tmp_path / "b.csv", ["state", "e"], [[" NY ", " A@Example.com "]])
+    assert summary(run(cli_app, "import", src.id, str(first)))["accepted"] == 1
+    result = run(cli_app, "import", src.id, str(second), "--map", "e=email")
+    assert summary(result)["already_imported"] == 1
+    assert database["leads"].count_documents({}) == 1

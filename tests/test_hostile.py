@@ -86,6 +86,9 @@ CASES.append(Case("repeated-form-field", 400, "invalidField", raw=b"email=a@exam
                   content_type="application/x-www-form-urlencoded"))
 CASES.append(Case("multipart-file", 400, "invalidField", raw=None, content_type="multipart/form-data",
                   json="FILE"))
+CASES.append(Case("multipart-nameless-part", 400, "invalidField", content_type="multipart/form-data; boundary=b",
+                  raw=b'--b\r\nContent-Disposition: form-data\r\n\r\nx\r\n--b\r\n'
+                      b'Content-Disposition: form-data; name="email"\r\n\r\na@example.com\r\n--b--\r\n'))
 # Missing lead fields.
 CASES.append(Case("empty-object", 400, "missingField", json={}))
 CASES.append(Case("only-extras", 400, "missingField", json={"campaign": "x", "transaction_id": "t1"}))

@@ -1,0 +1,123 @@
+"""Property tests (hypothesis) and schema fuzzing (schemathesis) against the app in-process."""
+
+from __future__ import annotations
+
+import json
+import string
+from datetime import date
+from typing import Any
+
+import pytest
+import schemathesis
+from bson import ObjectId
+from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from pingtree_leads import create_blueprint, create_source
+from pingtree_leads.schemas import EXTRA_NAME, US_STATES, LeadSchema
+
+from .conftest import Poster, assert_envelope
+
+KNOWN = sorted(LeadSchema._declared_fields)
+FIXTURE_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+                      deadline=None)
+
+
+def examples(database: Any, mock: int, real: int) -> int:
+    return mock if type(database).__module__.startswith("mongomock") else real
+
+
+json_scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text()
+json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=6)
+any_object = st.dictionaries(st.sampled_from(KNOWN) | st.text(max_size=70), json_values, max_size=15)
+
+
+@FIXTURE_OK
+@given(body=any_object)
+def test_any_json_object_gets_201_400_or_409_never_5xx(poster: Poster, body: dict[str, Any]) -> None:
+    before = poster.count()
+    response = poster.client.post(poster.url, data=json.dumps(body), content_type="application/json",
+                                  headers=poster.headers)
+    assert response.status_code in (201, 400, 409), response.get_data(as_text=True)
+    data = assert_envelope(response, response.status_code)
+    accepted = response.status_code == 201 and data["lead_status"] == "accept" and not data.get("replayed")
+    assert poster.count() == before + (1 if accepted else 0)
+
+
+letters = st.text(string.ascii_letters, min_size=1, max_size=12)
+padding = st.sampled_from(["", " ", "  ", "\t"])
+
+
+@st.composite
+def valid_leads(draw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(what is posted, what must be stored) for a lead every rule accepts."""
+    first, last = draw(letters), draw(letters)
+    local, domain = draw(st.text(string.ascii_letters + string.digits, min_size=1, max_size=20)), draw(letters)
+    email = f"{local}@{domain}.com"
+    state = draw(st.sampled_from(sorted(US_STATES)))
+    city = " ".join(draw(st.lists(letters, min_size=1, max_size=3)))
+    mobile, zip_code = draw(st.from_regex(r"\A[0-9]{10}\Z")), draw(st.from_regex(r"\A[0-9]{5}\Z"))
+    born = draw(st.dates(min_value=date(1900, 1, 1), max_value=date(2005, 12, 31))).isoformat()
+    reserved = set(KNOWN)
+    extra = draw(st.dictionaries(st.from_regex(EXTRA_NAME, fullmatch=True).filter(lambda n: n not in reserved),
+                                 st.integers(-1000, 1000) | st.booleans() | letters, max_size=4))
+    sent = {"first_name": draw(padding) + first + draw(padding), "last_name": last,
+            "email": email.upper() if draw(st.booleans()) else email, "mobile": mobile,
+            "state": state.lower() if draw(st.booleans()) else state, "city": city, "zip_code": zip_code,
+            "date_of_birth": born, **extra}
+    stored = {"first_name": first, "last_name": last, "email": email.lower(), "mobile": mobile, "state": state,
+              "city": city, "zip_code": zip_code, "date_of_birth": born, "extra": extra}
+    return sent, stored
+
+
+@FIXTURE_OK
+@given(pair=valid_leads())
+def test_valid_leads_round_trip(client: Any, database: Any, pair: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    sent, expected = pair
+    src = create_source(database, "Round trip", dedupe_fields=[])
+    p = Poster(client, database, src)
+    data = assert_envelope(p.post(sent), 201)
+    assert data["lead_status"] == "accept"
+    doc = database["leads"].find_one({"source_id": ObjectId(src.id)}, {"_id": 0})
+    assert {k: doc.get(k) for k in expected} == expected
+    assert doc["transaction_id"] == data["transaction_id"]
+
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
+          response_schema_conformance]
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_schemathesis_zero_server_errors_and_conforming_answers(database: Any, method: str,
+                                                               mode: GenerationMode) -> None:
+    app = Flask("fuzzed")
+    app.register_blueprint(create_blueprint(database))
+    src = create_source(database, "Fuzzed")
+    schema = schemathesis.openapi.from_wsgi("/api/lead/openapi.json", app)
+    operation = schema["/api/lead/create/{db_source_id}"][method]
+    statuses: set[int] = set()
+
+    @settings(max_examples=examples(database, 150, 40), suppress_health_check=list(HealthCheck), deadline=None)
+    @given(case=operation.as_strategy(mode))
+    def check(case: Any) -> None:
+        case.path_parameters = {"db_source_id": src.id}
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {src.api_key}"}
+        response = case.call()
+        statuses.add(response.status_code)
+        case.validate_response(response, checks=CHECKS)
+
+    check()
+    assert statuses <= {201, 400, 409, 413, 415}, statuses
+    if mode is GenerationMode.POSITIVE:
+        assert 201 in statuses
