@@ -157,7 +157,6 @@ class LeadsBlueprint(Blueprint):
             raise ApiError(404, "Unknown database source id: it must be a 24-hex ObjectId")
         return runtime.create_authorized(db_source_id)
 
-
     def _openapi_view(self) -> Response:
         if request.method not in ("GET", "HEAD"):
             raise ApiError(405, headers={"Allow": "GET"})
