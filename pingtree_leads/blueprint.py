@@ -159,7 +159,7 @@ class LeadsBlueprint(Blueprint):
 
     def _openapi_view(self) -> Response:
         if request.method not in ("GET", "HEAD"):
-            raise ApiError(405, headers={"Allow": "GET"})
+            raise ApiError(405, headers={"Allow": "GET, HEAD"})
         runtime = self.runtime()
         route = runtime.settings.openapi_route or ""
         prefix = request.path[: len(request.path) - len(route)]

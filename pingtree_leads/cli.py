@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from flask import current_app
-from pymongo.errors import PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError
 
 from .importer import OUTCOMES, ImportFileError, count_rows, import_csv, parse_mapping
 from .repository import LeadIndexError
@@ -154,7 +154,13 @@ def register_commands(blueprint: LeadsBlueprint) -> click.Group:
     @_friendly_errors
     def ensure_indexes_command() -> None:
         """Create the unique indexes leads rely on (idempotent)."""
-        runtime().repository.ensure_indexes()
+        try:
+            runtime().repository.ensure_indexes()
+        except OperationFailure as exc:
+            raise click.ClickException(
+                f"the server refused to create the indexes (code {exc.code}): an index of the same name with "
+                "another shape, or leads that already break a unique rule, must be removed first"
+            ) from None
         click.echo(f"indexes in place on {runtime().repository.leads.full_name}")
 
     @group.command("openapi")

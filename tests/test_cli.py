@@ -275,3 +275,10 @@ def test_derived_transaction_ids_ignore_whitespace_case_and_column_order(
     result = run(cli_app, "import", src.id, str(second), "--map", "e=email")
     assert summary(result)["already_imported"] == 1
     assert database["leads"].count_documents({}) == 1
+
+
+def test_ensure_indexes_says_why_the_server_refused(cli_app: Flask, database: Any) -> None:
+    database["leads"].create_index([("transaction_id", 1)], name="pingtree_source_transaction")
+    result = run(cli_app, "ensure-indexes")
+    assert result.exit_code == 1
+    assert "refused to create the indexes" in result.output and "Traceback" not in result.output

@@ -103,4 +103,4 @@ def test_document_route_answers_json_405_to_other_methods(client: Any) -> None:
     for method in ("POST", "PUT", "DELETE", "OPTIONS"):
         response = client.open("/api/lead/openapi.json", method=method)
         assert_envelope(response, 405)
-        assert response.headers["Allow"] == "GET"
+        assert response.headers["Allow"] == "GET, HEAD"

@@ -232,3 +232,32 @@ def test_unexpected_error_is_500_without_traceback_or_values(
     assert "Traceback" not in text and "secret.person" not in text and "ValueError" not in text
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "ValueError" in logged and "secret.person" not in logged and "5551234567" not in logged
+
+
+@pytest.mark.parametrize("code", [91, 189, 11600, 11602, 10107, 13435])  # shutdown and "not primary" codes
+def test_state_change_codes_are_503(code: int) -> None:
+    from pymongo.errors import OperationFailure
+
+    from pingtree_leads.errors import is_transient
+
+    assert is_transient(OperationFailure("state change", code=code))
+    assert not is_transient(OperationFailure("bad value", code=2))
+
+
+@pytest.mark.parametrize("code", [91, 11600, 10107])
+def test_state_change_faults_on_a_real_mongod(
+    server_uri: str, monitored: tuple[Any, CommandLog], admin: Any, code: int
+) -> None:
+    # SecantusDB rediscovers a server marked Unknown too slowly (pitfalls.md): these run on mongod only.
+    if server_uri != os.environ.get("MONGODB_URI"):
+        pytest.skip("state-change codes are injected only against a real mongod (MONGODB_URI)")
+    db, _ = monitored
+    src = create_source(db, "State change")
+    p = Poster(make_app(db).test_client(), db, src)
+    assert_envelope(p.post(lead()), 201)
+    body = lead(transaction_id=f"state-{code}")
+    _fail_inserts(admin, 2, errorCode=code)
+    assert_envelope(p.post(body), 503)
+    admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+    assert assert_envelope(p.post(body), 201)["lead_status"] == "accept"
+    assert db["leads"].count_documents({"transaction_id": body["transaction_id"]}) == 1
