@@ -2,7 +2,8 @@
 
 An accepted lead costs one ``insert``: the insert itself is the check.  Three
 unique indexes carry the rules, created in this order (the server reports the
-first index an insert violates, so a replay is recognised before a duplicate):
+first index an insert violates, in this order, so a replay is recognised before
+a duplicate; ``check_indexes`` makes sure the order holds):
 
 * ``(source_id, transaction_id)``: one lead per transaction id and source;
 * ``dedupe.email`` and ``dedupe.mobile`` (sparse): a claim, a hash of source id,
@@ -11,8 +12,12 @@ first index an insert violates, so a replay is recognised before a duplicate):
   so an expired match never blocks, also under races: whoever re-inserts first
   wins and the others meet the new claim.
 
-Only plain and sparse single-field indexes are used: every MongoDB-compatible
-planner uses them for the look-ups here (partial indexes are not always used).
+A duplicate for a source without a window is known from the error alone (the
+index the server names), so it costs no more than an accept; with a window, or
+for a replay, one indexed ``find`` reads the stored lead.  Only plain and sparse
+single-field indexes are used: every MongoDB-compatible planner uses them
+(partial indexes are not always used) and mongomock enforces them (it does not
+enforce uniqueness per element of an array, which rules out one multikey index).
 """
 
 from __future__ import annotations
@@ -28,14 +33,16 @@ from bson import ObjectId
 from pymongo import ASCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from .errors import ContentionError
 from .schemas import DEDUPE_FIELDS, ValidLead
 from .sources import SourceConfig, acknowledged, as_utc
 
-TRANSACTION_INDEX = "pingtree_source_transaction"
-DEDUPE_INDEX = {field: f"pingtree_dedupe_{field}" for field in DEDUPE_FIELDS}
+# Servers report the first unique index an insert breaks: mongod in creation order,
+# SecantusDB in name order.  Names that sort in creation order make both agree.
+TRANSACTION_INDEX = "pingtree_1_transaction"
+DEDUPE_INDEX = {field: f"pingtree_{n}_dedupe_{field}" for n, field in enumerate(DEDUPE_FIELDS, start=2)}
 
 #: name -> (keys, options), in the order they must be created.
 IndexSpec = tuple[list[tuple[str, int]], dict[str, Any]]
@@ -93,8 +100,12 @@ class LeadRepository:
         self.check_indexes()
 
     def check_indexes(self) -> None:
-        """Raise ``LeadIndexError`` unless every lead index exists with the right shape."""
+        """Raise ``LeadIndexError`` unless every lead index exists, with its shape, in its order."""
         info = self.leads.index_information()
+        order = [name for name in info if name in LEAD_INDEXES]
+        if order != [name for name in LEAD_INDEXES if name in info]:
+            raise LeadIndexError(f"the lead indexes on {self.leads.full_name} are in another order than "
+                                 f"{', '.join(LEAD_INDEXES)}: drop them and run ensure-indexes")
         for name, (keys, options) in LEAD_INDEXES.items():
             found = info.get(name)
             if (
@@ -159,6 +170,12 @@ class LeadRepository:
 
     def _insert(self, docs: list[dict[str, Any]], pending: list[int]) -> dict[int, str | None]:
         """Insert ``docs[pending]``; returns {doc index: violated rule or None} for duplicate keys."""
+        if len(pending) == 1:  # the endpoint's case: insert_one skips the bulk machinery
+            try:
+                self.leads.insert_one(docs[pending[0]])
+            except DuplicateKeyError as exc:
+                return {pending[0]: _violated((exc.details or {}).get("keyPattern"))}
+            return {}
         try:
             self.leads.insert_many([docs[i] for i in pending], ordered=False)
         except BulkWriteError as exc:
@@ -173,6 +190,11 @@ class LeadRepository:
         self, source: SourceConfig, doc: dict[str, Any], violated: str | None, now: datetime
     ) -> StoreResult | None:
         claims: dict[str, str] = doc["dedupe"]
+        cutoff = source.dedupe_cutoff(now)
+        if violated in claims and cutoff is None:
+            # The transaction index comes first and was not broken, so this is no replay;
+            # without a window every match counts: a duplicate, with no read.
+            return StoreResult("duplicate", doc["transaction_id"], matched_on=(violated,))
         # The server names the violated index; mongomock does not, so then look
         # at every rule in index order (transaction first, as the contract says).
         order = [violated] if violated else ["transaction_id", *claims]
@@ -189,12 +211,10 @@ class LeadRepository:
                     continue
                 if found.get("transaction_id") == doc["transaction_id"]:
                     return self._replay(found, doc)
-                theirs = found.get("dedupe") or {}
-                matched = [f for f in claims if theirs.get(f) == claims[f]]
-                cutoff = source.dedupe_cutoff(now)
                 if cutoff is None or as_utc(found["created_at"]) >= cutoff:
-                    return StoreResult("duplicate", doc["transaction_id"], matched_on=tuple(matched))
-                self._release_expired(found["_id"], matched, cutoff)
+                    return StoreResult("duplicate", doc["transaction_id"], matched_on=(rule,))
+                theirs = found.get("dedupe") or {}
+                self._release_expired(found["_id"], [f for f in claims if theirs.get(f) == claims[f]], cutoff)
                 return None
         return None
 

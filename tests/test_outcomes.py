@@ -55,10 +55,13 @@ def test_duplicate_on_mobile(poster: Poster) -> None:
     assert poster.count() == 1
 
 
-def test_duplicate_reports_every_field_the_stored_lead_matches(poster: Poster) -> None:
+def test_duplicate_reports_the_field_that_blocked_it(poster: Poster) -> None:
+    # Email is checked before mobile: a lead matching on both is reported on email.
     assert_envelope(poster.post(lead(email="both@example.com", mobile="5550000001")), 201)
     data = assert_envelope(poster.post(lead(email="both@example.com", mobile="5550000001")), 201)
-    assert data["lead_status"] == "duplicate" and data["matched_on"] == ["email", "mobile"]
+    assert data["lead_status"] == "duplicate" and data["matched_on"] == ["email"]
+    data = assert_envelope(poster.post(lead(mobile="5550000001")), 201)
+    assert data["lead_status"] == "duplicate" and data["matched_on"] == ["mobile"]
 
 
 def test_replay_with_same_fields_returns_the_original_lead(poster: Poster) -> None:

@@ -73,13 +73,22 @@ def test_indexes_are_created_with_their_shapes(database: Any, poster: Poster) ->
 def test_accept_is_one_command_and_duplicate_at_most_two(monitored: tuple[Any, CommandLog]) -> None:
     db, log = monitored
     src = create_source(db, "Counted")
-    p = Poster(make_app(db).test_client(), db, src)
+    windowed = create_source(db, "Counted, 30 days", dedupe_window_days=30)
+    client = make_app(db).test_client()
+    p, w = Poster(client, db, src), Poster(client, db, windowed)
     assert_envelope(p.post(lead()), 201)  # warm-up: indexes, source cache
+    assert_envelope(w.post(lead()), 201)
     log.commands.clear()
     assert assert_envelope(p.post(lead(email="one@example.com")), 201)["lead_status"] == "accept"
     assert [name for name, _ in log.commands] == ["insert"]
     log.commands.clear()
+    # Without a window the error itself says "duplicate": nothing to read.
     assert assert_envelope(p.post(lead(email="one@example.com")), 201)["lead_status"] == "duplicate"
+    assert [name for name, _ in log.commands] == ["insert"]
+    assert_envelope(w.post(lead(email="one@example.com")), 201)
+    log.commands.clear()
+    # With a window the stored lead's age is read: one indexed find.
+    assert assert_envelope(w.post(lead(email="one@example.com")), 201)["lead_status"] == "duplicate"
     assert [name for name, _ in log.commands] == ["insert", "find"]
     log.commands.clear()
     body = lead(transaction_id="again")
@@ -91,7 +100,7 @@ def test_accept_is_one_command_and_duplicate_at_most_two(monitored: tuple[Any, C
 
 def test_every_lookup_uses_an_index(monitored: tuple[Any, CommandLog]) -> None:
     db, log = monitored
-    src = create_source(db, "Explained")
+    src = create_source(db, "Explained", dedupe_window_days=30)  # a window: duplicates read the stored lead
     p = Poster(make_app(db).test_client(), db, src)
     db["leads"].insert_many([{"source_id": ObjectId(), "transaction_id": str(i), "dedupe": {}} for i in range(300)])
     body = lead(transaction_id="explain-me")
@@ -110,7 +119,7 @@ def test_every_lookup_uses_an_index(monitored: tuple[Any, CommandLog]) -> None:
 def test_server_refusing_the_indexes_fails_loudly(real_database: Any, caplog: pytest.LogCaptureFixture) -> None:
     src = create_source(real_database, "Refused")
     # An index of the same name but another shape: createIndexes is refused.
-    real_database["leads"].create_index([("transaction_id", 1)], name="pingtree_source_transaction")
+    real_database["leads"].create_index([("transaction_id", 1)], name="pingtree_1_transaction")
     p = Poster(make_app(real_database).test_client(), real_database, src)
     with caplog.at_level(logging.ERROR, logger="pingtree_leads"):
         assert_envelope(p.post(lead()), 500)
@@ -261,3 +270,18 @@ def test_state_change_faults_on_a_real_mongod(
     admin.command({"configureFailPoint": "failCommand", "mode": "off"})
     assert assert_envelope(p.post(body), 201)["lead_status"] == "accept"
     assert db["leads"].count_documents({"transaction_id": body["transaction_id"]}) == 1
+
+
+def test_indexes_in_another_order_are_refused() -> None:
+    # mongod (and mongomock) check unique indexes in creation order: a dedupe index made
+    # before the transaction index would let a duplicate hide a replay.
+    import mongomock
+
+    from pingtree_leads import LeadIndexError
+    from pingtree_leads.repository import LeadRepository
+
+    db = mongomock.MongoClient()["order"]
+    for name, (keys, options) in reversed(list(LEAD_INDEXES.items())):
+        db["leads"].create_index(keys, name=name, **options)
+    with pytest.raises(LeadIndexError, match="another order"):
+        LeadRepository(db, "leads").check_indexes()
