@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -285,3 +286,29 @@ def test_indexes_in_another_order_are_refused() -> None:
         db["leads"].create_index(keys, name=name, **options)
     with pytest.raises(LeadIndexError, match="another order"):
         LeadRepository(db, "leads").check_indexes()
+
+
+def test_blocked_connection_past_the_timeout_is_503_and_the_retry_converges(server_uri: str, admin: Any) -> None:
+    # The app's client gives up after 500 ms; the server holds the insert for 1.5 s.
+    client = pymongo.MongoClient(server_uri, socketTimeoutMS=500, serverSelectionTimeoutMS=3000,
+                                 appname="ptl-blocked", retryWrites=False)
+    name = f"ptl_blocked_{uuid.uuid4().hex[:8]}"
+    db = client[name]
+    try:
+        src = create_source(db, "Blocked")
+        p = Poster(make_app(db).test_client(), db, src)
+        assert_envelope(p.post(lead()), 201)
+        body = lead(transaction_id="blocked-retry")
+        admin.command({"configureFailPoint": "failCommand", "mode": {"times": 1},
+                       "data": {"failCommands": ["insert"], "blockConnection": True, "blockTimeMS": 1500,
+                                "appName": "ptl-blocked"}})
+        response = p.post(body)
+        assert_envelope(response, 503)
+        assert "Retry-After" in response.headers
+        time.sleep(1.6)  # let the held insert finish (or not): the retry must converge either way
+        data = assert_envelope(p.post(body), 201)
+        assert data["lead_status"] == "accept"
+        assert db["leads"].count_documents({"transaction_id": "blocked-retry"}) == 1
+    finally:
+        client.drop_database(name)
+        client.close()
