@@ -51,10 +51,8 @@ def _friendly_errors(command: F) -> F:
             raise click.ClickException(str(exc)) from None
         except ImportFileError as exc:
             raise click.ClickException(str(exc)) from None
-        except LeadIndexError:
-            raise click.ClickException(
-                "the lead indexes are missing or have another shape: run 'flask pingtree-leads ensure-indexes'"
-            ) from None
+        except LeadIndexError as exc:
+            raise click.ClickException(str(exc)) from None  # names the index and what to do
         except PyMongoError as exc:
             raise click.ClickException(
                 f"database error ({type(exc).__name__}): check the server, then run the command again "

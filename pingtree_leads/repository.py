@@ -113,7 +113,8 @@ class LeadRepository:
                 or [tuple(k) for k in found["key"]] != [tuple(k) for k in keys]
                 or any(bool(found.get(opt)) != value for opt, value in options.items())
             ):
-                raise LeadIndexError(f"index {name!r} is missing or has the wrong shape on {self.leads.full_name}")
+                raise LeadIndexError(f"index {name!r} is missing or has another shape on {self.leads.full_name}: "
+                                     "create the indexes with ensure-indexes")
 
     # -- storing ---------------------------------------------------------------
 
@@ -197,7 +198,7 @@ class LeadRepository:
             return StoreResult("duplicate", doc["transaction_id"], matched_on=(violated,))
         # The server names the violated index; mongomock does not, so then look
         # at every rule in index order (transaction first, as the contract says).
-        order = [violated] if violated else ["transaction_id", *claims]
+        order = [violated] if violated else ["transaction_id", *(f for f in DEDUPE_FIELDS if f in claims)]
         for rule in order:
             if rule == "transaction_id":
                 found = self.leads.find_one(
