@@ -125,7 +125,8 @@ class LeadRepository:
     def store_many(
         self, source: SourceConfig, leads: Sequence[tuple[ValidLead, str]], now: datetime
     ) -> list[StoreResult]:
-        """Store leads of one source in one unordered bulk insert; a result per lead, in order.
+        """Store leads of one source in one insert command (``insert_one`` for one lead, an
+        unordered ``insert_many`` for more); a result per lead, in order.
 
         The endpoint (one lead) and the CSV import (batches) both come through here.
         """
