@@ -79,14 +79,7 @@ def parse_urlencoded(raw: bytes) -> dict[str, Any]:
         pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict")
     except UnicodeDecodeError:
         raise body_error("Fields are not valid UTF-8.") from None
-    fields: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in fields:  # a repeated name keeps all its values, and fails as a list
-            previous = fields[name]
-            fields[name] = [*previous, value] if isinstance(previous, list) else [previous, value]
-        else:
-            fields[name] = value
-    return fields
+    return _one_per_name(MultiDict(pairs))
 
 
 def _parse_multipart(body: bytes, request: Request) -> MultiDict[str, Any]:
@@ -101,16 +94,19 @@ def _parse_multipart(body: bytes, request: Request) -> MultiDict[str, Any]:
 
 
 def _from_multidict(values: MultiDict[str, Any]) -> dict[str, Any]:
-    """One value per name; a repeated name keeps all its values, and fails as a list."""
-    fields: dict[str, Any] = {}
+    """Multipart fields, checked for what werkzeug's parser lets through."""
     for name, items in values.lists():
         if not isinstance(name, str):  # a multipart part without a name
             raise body_error("Every form field needs a name.")
         # werkzeug decodes multipart fields with errors="replace".
         if "\ufffd" in name or any("\ufffd" in item for item in items):
             raise body_error("Fields are not valid UTF-8.")
-        fields[name] = items[0] if len(items) == 1 else list(items)
-    return fields
+    return _one_per_name(values)
+
+
+def _one_per_name(values: MultiDict[str, Any]) -> dict[str, Any]:
+    """One value per name; a repeated name keeps all its values, and fails as a list."""
+    return {name: items[0] if len(items) == 1 else list(items) for name, items in values.lists()}
 
 
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

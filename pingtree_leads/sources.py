@@ -207,12 +207,13 @@ def set_source_active(
     clock: Callable[[], datetime] = utc_now,
 ) -> None:
     """Activate or deactivate a source (an inactive source answers 403)."""
+    query = _source_filter(source_id)
     result = acknowledged(database)[sources_collection].update_one(
-        _source_filter(source_id), {"$set": {"is_active": bool(active), "updated_at": clock()}}
+        query, {"$set": {"is_active": bool(active), "updated_at": clock()}}
     )
     if not result.matched_count:
         raise LookupError("no such database source")
-    SourceCache.forget_everywhere(_source_filter(source_id)["_id"])
+    SourceCache.forget_everywhere(query["_id"])
 
 
 class SourceCache:

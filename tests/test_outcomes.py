@@ -93,26 +93,16 @@ def test_same_transaction_id_with_different_fields_is_409(poster: Poster) -> Non
 
 
 def test_transaction_ids_are_per_source(poster: Poster, database: Any) -> None:
-    other = create_source(database, "Other")
+    other = Poster(poster.client, database, create_source(database, "Other"))
     assert_envelope(poster.post(lead(transaction_id="shared")), 201)
-    response = poster.client.post(
-        f"/api/lead/create/{other.id}",
-        json=lead(transaction_id="shared"),
-        headers={"Authorization": f"Bearer {other.api_key}"},
-    )
-    assert assert_envelope(response, 201)["lead_status"] == "accept"
+    assert assert_envelope(other.post(lead(transaction_id="shared")), 201)["lead_status"] == "accept"
     assert poster.count() == 2
 
 
 def test_dedupe_is_per_source(poster: Poster, database: Any) -> None:
-    other = create_source(database, "Other")
+    other = Poster(poster.client, database, create_source(database, "Other"))
     assert_envelope(poster.post(lead(email="same@example.com")), 201)
-    response = poster.client.post(
-        f"/api/lead/create/{other.id}",
-        json=lead(email="same@example.com"),
-        headers={"Authorization": f"Bearer {other.api_key}"},
-    )
-    assert assert_envelope(response, 201)["lead_status"] == "accept"
+    assert assert_envelope(other.post(lead(email="same@example.com")), 201)["lead_status"] == "accept"
 
 
 def test_dedupe_disabled_stores_repeats(client: Any, database: Any) -> None:
