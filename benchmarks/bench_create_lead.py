@@ -13,6 +13,10 @@ Measured through that client, so the HTTP/Flask overhead is the same for every p
   does one ``insert_one`` of the lead's fields (plus source id, transaction id and
   time) into a collection whose only index is unique ``(source_id, email)``, and
   answers a small JSON 201: the least any race-safe implementation must do;
+* ``floor_rules``: the same route storing into a collection with the three unique
+  indexes a hand-written route needs for the rules the endpoint enforces here (one
+  lead per transaction id, dedupe on email and on mobile): not a target, it shows
+  how much of the gap is the server's cost of those rules;
 * ``accept``: the endpoint storing a new lead (new email, mobile, transaction_id);
 * ``duplicate``: the endpoint given a lead whose email is already stored;
 * ``reject``: the endpoint refusing a bad ``zip_code`` (400 invalidField).
@@ -56,10 +60,10 @@ from pingtree_leads.schemas import ValidLead, schema_for, validate_lead
 from pingtree_leads.settings import Settings, utc_now
 from pingtree_leads.sources import SourceConfig
 
-PATHS = ("floor", "accept", "duplicate", "reject")
-ENDPOINT_PATHS = PATHS[1:]
-EXPECTED = {"floor": (201, None), "accept": (201, "accept"), "duplicate": (201, "duplicate"),
-            "reject": (400, "invalidField")}
+PATHS = ("floor", "floor_rules", "accept", "duplicate", "reject")
+FLOOR_URLS = {"floor": "/floor", "floor_rules": "/floor-rules"}
+EXPECTED = {"floor": (201, None), "floor_rules": (201, None), "accept": (201, "accept"),
+            "duplicate": (201, "duplicate"), "reject": (400, "invalidField")}
 ROUND = 100  # requests per path per round
 BATCH = 1000  # pre-fill batch size
 LIVE_START = 10_000_000  # lead numbers used by live requests; pre-filled leads are 0..size-1
@@ -119,11 +123,14 @@ class Bench:
         self.source = SourceConfig.from_document(source_doc)
         self.repository = LeadRepository(db, Settings.leads_collection)
         self.repository.ensure_indexes()
-        self.floor = db["bench_floor"]
-        self.floor.create_index([("source_id", ASCENDING), ("email", ASCENDING)], unique=True)
+        self.floors = {"floor": db["bench_floor"], "floor_rules": db["bench_floor_rules"]}
+        self.floors["floor"].create_index([("source_id", ASCENDING), ("email", ASCENDING)], unique=True)
+        for field in ("transaction_id", "email", "mobile"):
+            self.floors["floor_rules"].create_index([("source_id", ASCENDING), (field, ASCENDING)], unique=True)
         self.app = Flask("bench_create_lead")
         self.app.register_blueprint(create_blueprint(db))
-        self.app.add_url_rule("/floor", "floor", self._floor_view, methods=["POST"])
+        for path, url in FLOOR_URLS.items():
+            self.app.add_url_rule(url, path, self._floor_view, methods=["POST"], defaults={"path": path})
         self.client: FlaskClient = self.app.test_client()
         self.headers = {"Authorization": f"Bearer {created.api_key}"}
         self.url = f"/api/lead/create/{created.id}"
@@ -131,9 +138,9 @@ class Bench:
         self.next_n = LIVE_START
         self.latencies: dict[str, list[int]] = {path: [] for path in PATHS}
 
-    def _floor_view(self) -> Response:
+    def _floor_view(self, path: str) -> Response:
         body = request.get_json()
-        result = self.floor.insert_one(floor_document(self.source_id, body, utc_now()))
+        result = self.floors[path].insert_one(floor_document(self.source_id, body, utc_now()))
         data = {"status": "success", "message": "Lead accepted", "data": {"lead_id": str(result.inserted_id)}}
         return Response(json.dumps(data, separators=(",", ":")), status=201, mimetype="application/json")
 
@@ -150,7 +157,8 @@ class Bench:
                 leads.append((lead, f"tx-{n}"))
             results = self.repository.store_many(self.source, leads, now)
             assert all(r.lead_status == "accept" for r in results)
-            self.floor.insert_many([floor_document(self.source_id, lead_body(n), now) for n in numbers])
+            for floor in self.floors.values():
+                floor.insert_many([floor_document(self.source_id, lead_body(n), now) for n in numbers])
             self.stored = numbers[-1] + 1
 
     def request_body(self, path: str) -> bytes:
@@ -164,7 +172,7 @@ class Bench:
 
     def run(self, path: str, count: int, record: bool) -> list[ObjectId]:
         """``count`` requests on ``path``; returns the ids of what they stored."""
-        url = "/floor" if path == "floor" else self.url
+        url = FLOOR_URLS.get(path, self.url)
         status, lead_status = EXPECTED[path]
         stored, timings = [], self.latencies[path]
         for _ in range(count):
@@ -188,7 +196,8 @@ class Bench:
             count = min(ROUND, per_path - done)
             order = PATHS[turn % len(PATHS):] + PATHS[: turn % len(PATHS)]
             stored = {path: self.run(path, count, record) for path in order}
-            self.floor.delete_many({"_id": {"$in": stored["floor"]}})
+            for floor_path, floor in self.floors.items():
+                floor.delete_many({"_id": {"$in": stored[floor_path]}})
             self.db[Settings.leads_collection].delete_many({"_id": {"$in": stored["accept"]}})
             done, turn = done + count, turn + 1
 
@@ -232,9 +241,10 @@ def measure(sizes: list[int], per_path: int, warmup: int, log: Callable[[str], N
             bench.rounds(per_path)
             rss_after = rss_now_mb()
             paths = {path: summarize(bench.latencies[path]) for path in PATHS}
-            for path in ENDPOINT_PATHS:
+            for path in PATHS[1:]:
                 paths[path]["rps_ratio"] = paths[path]["rps"] / paths["floor"]["rps"]
                 paths[path]["p50_ratio"] = paths[path]["p50_us"] / paths["floor"]["p50_us"]
+            paths["accept"]["rps_ratio_rules"] = paths["accept"]["rps"] / paths["floor_rules"]["rps"]
             sizes_out.append({"size": size, "paths": paths, "peak_rss_mb": peak_rss_mb(),
                               "requests_rss_delta_mb": None if rss_after is None or rss_before is None
                               else rss_after - rss_before, "seconds": time.perf_counter() - started})
@@ -267,7 +277,7 @@ def checks(result: dict[str, Any]) -> list[tuple[str, bool, str]]:
 def table(result: dict[str, Any]) -> str:
     lines = [f"backend: {result['backend']}; {result['requests_per_path']} requests per path per size, "
              f"interleaved in rounds of {result['round']}",
-             f"{'size':>8} {'path':<10} {'p50 µs':>9} {'p99 µs':>9} {'req/s':>8} {'req/s÷floor':>12} "
+             f"{'size':>8} {'path':<11} {'p50 µs':>9} {'p99 µs':>9} {'req/s':>8} {'req/s÷floor':>12} "
              f"{'p50÷floor':>10} {'peak RSS MB':>12} {'RSS Δ in requests MB':>21}"]
     for entry in result["sizes"]:
         for path in PATHS:
@@ -277,11 +287,14 @@ def table(result: dict[str, Any]) -> str:
             delta = entry["requests_rss_delta_mb"]
             rss = (f"{entry['peak_rss_mb']:>12.0f} {'n/a' if delta is None else f'{delta:+.1f}':>21}"
                    if path == "floor" else "")
-            lines.append(f"{entry['size']:>8,} {path:<10} {row['p50_us']:>9.0f} {row['p99_us']:>9.0f} "
+            lines.append(f"{entry['size']:>8,} {path:<11} {row['p50_us']:>9.0f} {row['p99_us']:>9.0f} "
                          f"{row['rps']:>8.0f} {ratios} {rss}")
     first, last = result["sizes"][0]["size"], result["sizes"][-1]["size"]
     lines.append(f"p50 growth {first:,} -> {last:,}: "
                  + ", ".join(f"{path} {g:.2f}x" for path, g in result["p50_growth"].items()))
+    lines.append("the rules' own cost (req/s): " + "; ".join(
+        f"@{entry['size']:,} floor_rules {entry['paths']['floor_rules']['rps_ratio']:.2f} x floor, "
+        f"accept {entry['paths']['accept']['rps_ratio_rules']:.2f} x floor_rules" for entry in result["sizes"]))
     lines.append(f"peak RSS growth {first:,} -> {last:,}: {result['rss_growth_mb']:+.1f} MB "
                  "(includes the stored data when the database server runs in-process)")
     return "\n".join(lines)

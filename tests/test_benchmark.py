@@ -1,0 +1,62 @@
+"""The benchmark script runs end to end and reports what it says it reports (no timing asserted)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from pingtree_leads.settings import Settings
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_create_lead.py"
+
+
+def load_benchmark() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_create_lead", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_small_run_reports_every_path_size_ratio_and_target(capsys: pytest.CaptureFixture[str]) -> None:
+    bench = load_benchmark()
+    # Every request's status and lead_status is checked inside the script (it raises otherwise).
+    assert bench.main(["--sizes", "60,120", "--requests", "100", "--json"]) == 0
+    out, err = capsys.readouterr()
+    result: dict[str, Any] = json.loads(out)
+    assert [entry["size"] for entry in result["sizes"]] == [60, 120]
+    for entry in result["sizes"]:
+        paths = entry["paths"]
+        assert set(paths) == set(bench.PATHS)
+        for name, row in paths.items():
+            assert row["requests"] == 100
+            assert 0 < row["p50_us"] <= row["p99_us"]
+            if name != "floor":
+                assert math.isclose(row["rps_ratio"], row["rps"] / paths["floor"]["rps"])
+        assert math.isclose(paths["accept"]["rps_ratio_rules"], paths["accept"]["rps"] / paths["floor_rules"]["rps"])
+    growth = result["p50_growth"]["accept"]
+    assert math.isclose(growth, result["sizes"][1]["paths"]["accept"]["p50_us"]
+                        / result["sizes"][0]["paths"]["accept"]["p50_us"])
+    assert [check["target"].split(" ")[0] for check in result["checks"]] == ["accept", "duplicate", "accept", "RSS"]
+    # The human-readable table goes to stderr with --json, one line per target.
+    assert err.count("PASS ") + err.count("FAIL ") == 4
+    assert "floor_rules" in err
+
+
+def test_stored_counts_stay_at_the_size(capsys: pytest.CaptureFixture[str]) -> None:
+    """What a round stores is deleted after it, so every size is measured at its own count."""
+    bench = load_benchmark()
+    with bench.open_database() as (db, _backend):
+        runner = bench.Bench(db)
+        runner.fill(150)
+        runner.rounds(120)
+        assert db[Settings.leads_collection].count_documents({}) == 150
+        for floor in runner.floors.values():
+            assert floor.count_documents({}) == 150
+        assert all(len(runner.latencies[path]) == 120 for path in bench.PATHS)
