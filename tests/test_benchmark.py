@@ -13,11 +13,11 @@ import pytest
 
 from pingtree_leads.settings import Settings
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_create_lead.py"
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
-def load_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_create_lead", SCRIPT)
+def load_benchmark(name: str = "bench_create_lead") -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -60,3 +60,14 @@ def test_stored_counts_stay_at_the_size(capsys: pytest.CaptureFixture[str]) -> N
         for floor in runner.floors.values():
             assert floor.count_documents({}) == 150
         assert all(len(runner.latencies[path]) == 120 for path in bench.PATHS)
+
+
+def test_index_layouts_small_run(capsys: pytest.CaptureFixture[str]) -> None:
+    layouts = load_benchmark("bench_index_layouts")
+    # The script itself raises if the duplicate it measures is stored.
+    assert layouts.main(["--requests", "100", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    rows = result["layouts"]
+    assert set(rows) == {*layouts.LAYOUTS, "duplicate_then_read_by_id"}
+    assert all(row["inserts"] == 100 for row in rows.values())
+    assert math.isclose(rows["floor"]["mean_vs_floor"], 1.0)

@@ -1,0 +1,140 @@
+"""What the server charges per index: direct pymongo inserts into differently indexed collections.
+
+Command (from the repository root, with the ``test`` extra installed)::
+
+    python benchmarks/bench_index_layouts.py [--requests N] [--json]
+
+No Flask, no validation: only the database's side of an accepted lead, so that
+the gap between the endpoint and the one-index floor can be split into what the
+rules cost the server and what the library's Python costs.  One server
+(SecantusDB in-process and standalone, or ``MONGODB_URI``), 2,000 documents
+pre-filled per collection, then ``--requests`` single ``insert_one`` calls per
+layout in rounds of 100, the layouts' order rotating.  Layouts:
+
+* ``floor``: the benchmark's floor document, one unique ``(source_id, email)``;
+* ``floor_plus_2_plain``: the same plus two non-unique single-field indexes;
+* ``library``: the document ``LeadRepository`` stores, with ``LEAD_INDEXES``
+  (unique transaction id, sparse unique email and mobile claims);
+* ``library_without_mobile``: the same without the mobile claim index;
+* ``id_from_transaction``: ``_id`` derived from (source, transaction id), so the
+  ``_id`` index carries the transaction rule, and the two claim indexes.  Also
+  measured for it: a duplicate (insert refused on a claim) followed by the read
+  by ``_id`` it would need, because SecantusDB checks secondary unique indexes
+  before ``_id`` and so cannot tell a replay from a duplicate by the error alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING
+from pymongo.errors import DuplicateKeyError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_create_lead import floor_document, lead_body, open_database  # noqa: E402
+
+from pingtree_leads.repository import LEAD_INDEXES, TRANSACTION_INDEX, LeadRepository  # noqa: E402
+from pingtree_leads.schemas import ValidLead, schema_for, validate_lead  # noqa: E402
+from pingtree_leads.settings import Settings, utc_now  # noqa: E402
+from pingtree_leads.sources import SourceConfig  # noqa: E402
+
+ROUND = 100
+PREFILL = 2000
+Doc = dict[str, Any]
+SOURCE = SourceConfig.from_document({"_id": ObjectId(), "name": "bench", "dedupe_fields": ["email", "mobile"]})
+SCHEMA = schema_for((), Settings())
+
+
+def library_doc(n: int) -> Doc:
+    lead = validate_lead(lead_body(n), SCHEMA)
+    assert isinstance(lead, ValidLead) and lead.transaction_id is not None
+    doc = LeadRepository._document(SOURCE, lead, lead.transaction_id, utc_now())
+    doc["_id"] = ObjectId()
+    return doc
+
+
+def id_from_transaction_doc(n: int) -> Doc:
+    doc = library_doc(n)
+    key = f"{SOURCE.id}\x1ftransaction_id\x1f{doc['transaction_id']}".encode()
+    doc["_id"] = ObjectId(hashlib.sha256(key).digest()[:12])
+    return doc
+
+
+def unique_claims(*fields: str) -> list[tuple[list[tuple[str, int]], dict[str, Any]]]:
+    return [([(f"dedupe.{f}", ASCENDING)], {"unique": True, "sparse": True}) for f in fields]
+
+
+LAYOUTS: dict[str, tuple[Callable[[int], Doc], list[tuple[list[tuple[str, int]], dict[str, Any]]]]] = {
+    "floor": (lambda n: floor_document(SOURCE.id, lead_body(n), utc_now()),
+              [([("source_id", ASCENDING), ("email", ASCENDING)], {"unique": True})]),
+    "floor_plus_2_plain": (lambda n: floor_document(SOURCE.id, lead_body(n), utc_now()),
+                           [([("source_id", ASCENDING), ("email", ASCENDING)], {"unique": True}),
+                            ([("mobile", ASCENDING)], {}), ([("transaction_id", ASCENDING)], {})]),
+    "library": (library_doc, list(LEAD_INDEXES.values())),
+    "library_without_mobile": (library_doc, [LEAD_INDEXES[TRANSACTION_INDEX], *unique_claims("email")]),
+    "id_from_transaction": (id_from_transaction_doc, unique_claims("email", "mobile")),
+}
+
+
+def measure(requests: int) -> dict[str, Any]:
+    with open_database() as (db, backend):
+        timings: dict[str, list[int]] = {name: [] for name in [*LAYOUTS, "duplicate_then_read_by_id"]}
+        for name, (make, indexes) in LAYOUTS.items():
+            for keys, options in indexes:
+                db[name].create_index(keys, **options)
+            db[name].insert_many([make(n) for n in range(PREFILL)])
+        names = list(LAYOUTS)
+        for turn in range(max(1, requests // ROUND)):
+            for name in names[turn % len(names):] + names[: turn % len(names)]:
+                make, _ = LAYOUTS[name]
+                for i in range(ROUND):
+                    doc = make(1_000_000 + turn * ROUND + i)
+                    start = time.perf_counter_ns()
+                    db[name].insert_one(doc)
+                    timings[name].append(time.perf_counter_ns() - start)
+            for i in range(ROUND):  # a new transaction id with the email of a stored lead
+                doc = id_from_transaction_doc(2_000_000 + turn * ROUND + i)
+                doc["dedupe"]["email"] = id_from_transaction_doc(i)["dedupe"]["email"]
+                start = time.perf_counter_ns()
+                try:
+                    db["id_from_transaction"].insert_one(doc)
+                except DuplicateKeyError:
+                    pass
+                else:
+                    raise RuntimeError("the duplicate was stored")
+                db["id_from_transaction"].find_one({"_id": doc["_id"]}, {"transaction_id": 1})
+                timings["duplicate_then_read_by_id"].append(time.perf_counter_ns() - start)
+    floor_mean = statistics.mean(timings["floor"])
+    rows = {name: {"p50_us": statistics.median(t) / 1000, "mean_us": statistics.mean(t) / 1000,
+                   "mean_vs_floor": statistics.mean(t) / floor_mean, "inserts": len(t)}
+            for name, t in timings.items()}
+    return {"backend": backend, "prefill": PREFILL, "layouts": rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000, help="inserts per layout (default 2000)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args(argv)
+    result = measure(args.requests)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"backend: {result['backend']}; {result['prefill']:,} documents pre-filled per collection")
+    print(f"{'layout':<28} {'p50 µs':>8} {'mean µs':>8} {'mean÷floor':>11}")
+    for name, row in result["layouts"].items():
+        print(f"{name:<28} {row['p50_us']:>8.0f} {row['mean_us']:>8.0f} {row['mean_vs_floor']:>11.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
