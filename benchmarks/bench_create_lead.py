@@ -81,6 +81,13 @@ def lead_body(n: int) -> dict[str, str]:
     }
 
 
+def valid_lead(n: int) -> ValidLead:
+    """``lead_body(n)`` as the library validates it."""
+    lead = validate_lead(lead_body(n), schema_for((), Settings()))
+    assert isinstance(lead, ValidLead)
+    return lead
+
+
 def floor_document(source_id: ObjectId, body: dict[str, Any], now: datetime) -> dict[str, Any]:
     return {"source_id": source_id, **body, "created_at": now}
 
@@ -146,15 +153,10 @@ class Bench:
 
     def fill(self, size: int) -> None:
         """Bring both collections to ``size`` leads, in batches."""
-        schema = schema_for((), Settings())
         while self.stored < size:
             numbers = range(self.stored, min(size, self.stored + BATCH))
             now = utc_now()
-            leads = []
-            for n in numbers:
-                lead = validate_lead(lead_body(n), schema)
-                assert isinstance(lead, ValidLead)
-                leads.append((lead, f"tx-{n}"))
+            leads = [(valid_lead(n), f"tx-{n}") for n in numbers]
             results = self.repository.store_many(self.source, leads, now)
             assert all(r.lead_status == "accept" for r in results)
             for floor in self.floors.values():

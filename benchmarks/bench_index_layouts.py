@@ -26,7 +26,6 @@ layout in rounds of 100, the layouts' order rotating.  Layouts:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import statistics
 import sys
@@ -40,23 +39,21 @@ from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_create_lead import floor_document, lead_body, open_database  # noqa: E402
+from bench_create_lead import floor_document, lead_body, open_database, valid_lead  # noqa: E402
 
-from pingtree_leads.repository import LEAD_INDEXES, TRANSACTION_INDEX, LeadRepository  # noqa: E402
-from pingtree_leads.schemas import ValidLead, schema_for, validate_lead  # noqa: E402
-from pingtree_leads.settings import Settings, utc_now  # noqa: E402
+from pingtree_leads.repository import LEAD_INDEXES, TRANSACTION_INDEX, LeadRepository, dedupe_claim  # noqa: E402
+from pingtree_leads.settings import utc_now  # noqa: E402
 from pingtree_leads.sources import SourceConfig  # noqa: E402
 
 ROUND = 100
 PREFILL = 2000
 Doc = dict[str, Any]
 SOURCE = SourceConfig.from_document({"_id": ObjectId(), "name": "bench", "dedupe_fields": ["email", "mobile"]})
-SCHEMA = schema_for((), Settings())
 
 
 def library_doc(n: int) -> Doc:
-    lead = validate_lead(lead_body(n), SCHEMA)
-    assert isinstance(lead, ValidLead) and lead.transaction_id is not None
+    lead = valid_lead(n)
+    assert lead.transaction_id is not None
     doc = LeadRepository._document(SOURCE, lead, lead.transaction_id, utc_now())
     doc["_id"] = ObjectId()
     return doc
@@ -64,8 +61,7 @@ def library_doc(n: int) -> Doc:
 
 def id_from_transaction_doc(n: int) -> Doc:
     doc = library_doc(n)
-    key = f"{SOURCE.id}\x1ftransaction_id\x1f{doc['transaction_id']}".encode()
-    doc["_id"] = ObjectId(hashlib.sha256(key).digest()[:12])
+    doc["_id"] = ObjectId(dedupe_claim(SOURCE.id, "transaction_id", doc["transaction_id"])[:24])
     return doc
 
 

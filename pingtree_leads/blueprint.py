@@ -25,7 +25,7 @@ from .errors import MESSAGES, ApiError, envelope, register_error_handlers
 from .http import lead_fields
 from .openapi import openapi_document
 from .repository import LeadRepository, StoreResult
-from .schemas import STATUS_MISSING, LeadRejection, LeadSchema, schema_for, validate_lead
+from .schemas import DECLARED_FIELDS, STATUS_MISSING, LeadRejection, schema_for, validate_lead
 from .settings import Settings
 from .sources import SourceCache, SourceConfig, parse_object_id
 
@@ -35,7 +35,6 @@ CLI_GROUP = "pingtree-leads"
 CREATE_RULE = "/api/lead/create/<db_source_id>"
 #: Everything under this path answers JSON, also for unknown routes.
 URL_SPACE = "/api/lead"
-KNOWN_FIELDS = frozenset(LeadSchema._declared_fields)
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
 
 
@@ -90,7 +89,7 @@ class LeadsRuntime:
         checked = validate_lead(raw, schema_for(source.required_fields, self.settings))
         if isinstance(checked, LeadRejection):
             # Only standard names: an unknown field's name is the client's text and could hold anything.
-            named = [f if f in KNOWN_FIELDS else "<extra>" for f in checked.fields]
+            named = [f if f in DECLARED_FIELDS else "<extra>" for f in checked.fields]
             logger.info("lead %s source=%s fields=%s", checked.status, db_source_id, ",".join(named))
             message = "Missing required field(s)" if checked.status == STATUS_MISSING else "Invalid field(s)"
             return envelope(

@@ -47,12 +47,8 @@ def _friendly_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except LookupError as exc:
+        except (LookupError, ImportFileError, LeadIndexError) as exc:  # their messages say what to do
             raise click.ClickException(str(exc)) from None
-        except ImportFileError as exc:
-            raise click.ClickException(str(exc)) from None
-        except LeadIndexError as exc:
-            raise click.ClickException(str(exc)) from None  # names the index and what to do
         except PyMongoError as exc:
             raise click.ClickException(
                 f"database error ({type(exc).__name__}): check the server, then run the command again "
@@ -68,6 +64,11 @@ def register_commands(blueprint: LeadsBlueprint) -> click.Group:
 
     def runtime() -> LeadsRuntime:
         return blueprint.runtime(current_app._get_current_object())  # type: ignore[attr-defined]
+
+    def provisioning() -> dict[str, Any]:
+        """The keyword arguments every provisioning call takes from the app's settings."""
+        settings = runtime().settings
+        return {"sources_collection": settings.sources_collection, "clock": settings.clock}
 
     def source_or_fail(source_id: str) -> SourceConfig:
         oid = parse_object_id(source_id)
@@ -91,13 +92,11 @@ def register_commands(blueprint: LeadsBlueprint) -> click.Group:
         """Create a database source; prints its id and its API key (shown only this once)."""
         if not name.strip():
             raise click.BadParameter("must not be blank", param_hint="NAME")
-        settings = runtime().settings
         created = create_source(
             runtime().database, name,
             required_fields=_names(required, REQUIRABLE_FIELDS, "--required"),
             dedupe_fields=_names(dedupe, DEDUPE_FIELDS, "--dedupe"),
-            dedupe_window_days=window_days, is_active=not inactive,
-            sources_collection=settings.sources_collection, clock=settings.clock,
+            dedupe_window_days=window_days, is_active=not inactive, **provisioning(),
         )
         click.echo(f"id:      {created.id}")
         click.echo(f"api key: {created.api_key}")
@@ -128,17 +127,13 @@ def register_commands(blueprint: LeadsBlueprint) -> click.Group:
     @_friendly_errors
     def rotate_key(source_id: str, grace: float) -> None:
         """Give a source a new API key; prints it (shown only this once)."""
-        settings = runtime().settings
-        key = rotate_api_key(runtime().database, source_or_fail(source_id).id, grace,
-                             sources_collection=settings.sources_collection, clock=settings.clock)
+        key = rotate_api_key(runtime().database, source_or_fail(source_id).id, grace, **provisioning())
         click.echo(f"api key: {key}")
 
     def set_active_command(active: bool) -> Callable[[str], None]:
         @_friendly_errors
         def command(source_id: str) -> None:
-            settings = runtime().settings
-            set_source_active(runtime().database, source_or_fail(source_id).id, active,
-                              sources_collection=settings.sources_collection, clock=settings.clock)
+            set_source_active(runtime().database, source_or_fail(source_id).id, active, **provisioning())
             click.echo(f"{source_id}: {'active' if active else 'inactive'}")
 
         return command

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from .repository import LeadRepository, fingerprint
-from .schemas import EXTRA_NAME, STATUS_INVALID, LeadRejection, LeadSchema, ValidLead, validate_lead
+from .schemas import DECLARED_FIELDS, EXTRA_NAME, STATUS_INVALID, LeadRejection, LeadSchema, ValidLead, validate_lead
 from .settings import Settings
 from .sources import SourceConfig
 
@@ -44,13 +44,12 @@ class ImportSummary:
 
 def parse_mapping(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     """``--map col=field`` options as {column: field}."""
-    known = set(LeadSchema._declared_fields)
     mapping: dict[str, str] = {}
     for pair in pairs:
         column, sep, field = pair.partition("=")
         if not sep or not column or not field:
             raise ImportFileError(f"--map takes COLUMN=FIELD, got {pair!r}")
-        if field not in known and not EXTRA_NAME.fullmatch(field):
+        if field not in DECLARED_FIELDS and not EXTRA_NAME.fullmatch(field):
             raise ImportFileError(f"--map target {field!r} is not a lead field nor a valid extra field name")
         mapping[column] = field
     return mapping

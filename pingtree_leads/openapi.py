@@ -15,7 +15,7 @@ from marshmallow import fields
 
 from . import __version__
 from .errors import MESSAGES
-from .schemas import LATIN_LETTERS, LEAD_FIELDS, TRUSTED_FORM_FIELDS, LeadSchema
+from .schemas import LATIN_LETTERS, LEAD_FIELDS, REQUIRED_MESSAGE, TRUSTED_FORM_FIELDS, LeadSchema
 from .settings import Settings
 
 OPENAPI_VERSION = "3.0.3"
@@ -64,7 +64,7 @@ def _responses(settings: Settings) -> dict[str, Any]:
     rejection = {
         "missingField": _example(
             "error", "Missing required field(s)",
-            {"lead_status": "missingField", "fields": ["email"], "errors": {"email": ["Is required."]}},
+            {"lead_status": "missingField", "fields": ["email"], "errors": {"email": [REQUIRED_MESSAGE]}},
         ),
         "invalidField": _example(
             "error", "Invalid field(s)",

@@ -320,6 +320,10 @@ class LeadSchema(Schema):
         return ValidLead(fields=lead_fields, trusted_form=trusted_form, extra=extra, transaction_id=transaction_id)
 
 
+#: Every name the schema declares (standard, transaction and TrustedForm fields); others are extra.
+DECLARED_FIELDS = frozenset(LeadSchema._declared_fields)
+
+
 @dataclasses.dataclass(frozen=True)
 class ValidLead:
     fields: dict[str, str]
