@@ -3,6 +3,9 @@
 The key is hashed with SHA-256 and compared in constant time with every key
 hash of the source; an unknown source is compared against a dummy hash, so a
 wrong key and an unknown source take the same path and get the same 401.
+A key that does not match a *cached* source gets one more chance: the source is
+re-read from MongoDB (``SourceCache.refresh``, rate-limited per source), so a key
+issued by another process works at once.
 """
 
 from __future__ import annotations
@@ -48,8 +51,16 @@ def bearer_auth(
     def verify(token: str) -> SourceConfig | None:
         args = request.view_args or {}
         source_id = parse_object_id(args.get("db_source_id", ""))
-        source = sources.get(source_id) if source_id is not None else None
-        return source if key_matches(token or "", source, clock()) else None
+        source, cached = sources.lookup(source_id) if source_id is not None else (None, False)
+        if key_matches(token or "", source, clock()):
+            return source
+        if cached and source is not None:
+            # The key may have been issued by another process after we cached the source:
+            # re-read it (at most once per source per KEY_REFRESH_SECONDS) before refusing.
+            fresh = sources.refresh(source.id, source)
+            if fresh is not None and key_matches(token or "", fresh, clock()):
+                return fresh
+        return None
 
     @auth.error_handler
     def unauthorized(status: int) -> Response:
