@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, missing, post_load, validate, validates_schema
 
+from .canonical import canonical_email, has_invisible, nfc, text_character_problem
 from .settings import Settings
 
 #: The standard lead fields of the original API (a body needs at least one).
@@ -54,8 +55,6 @@ US_STATES = frozenset(
 
 EXTRA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 TRANSACTION_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_SURROGATE = re.compile("[\ud800-\udfff]")  # lone surrogates: JSON allows them, BSON cannot store them
 _DIGITS = re.compile(r"[0-9]+")
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _INT64 = (-(2**63), 2**63 - 1)
@@ -71,10 +70,9 @@ def text_problem(value: str, max_length: int) -> str | None:
     """The rule every text value obeys, standard or extra; None if it is fine."""
     if len(value) > max_length:
         return f"Longer than {max_length} characters."
-    if _SURROGATE.search(value):
-        return "Not valid Unicode."
-    if _CONTROL.search(value):
-        return "Contains control characters."
+    problem = text_character_problem(value)
+    if problem:
+        return problem
     if value.startswith("$"):
         return "Must not start with '$'."
     return None
@@ -136,20 +134,32 @@ class Email(Text):
     _validator = validate.Email()
 
     def check(self, value: str) -> str:
+        # One mailbox, one spelling: no invisible characters, the domain in IDNA form (canonical.py).
+        if has_invisible(value):
+            raise self.make_error("bad", problem="Contains invisible characters.")
+        canonical = canonical_email(value)
         try:
-            self._validator(value)
+            if canonical is None:
+                raise ValidationError("no mailbox")
+            self._validator(canonical)
         except ValidationError:
             raise self.make_error("bad", problem="Not a valid email address.") from None
-        return value.lower()
+        if len(canonical) > self.max_length:  # an IDNA domain is longer than its Unicode spelling
+            raise self.make_error("bad", problem=f"Longer than {self.max_length} characters.")
+        return canonical
 
     def openapi(self) -> dict[str, Any]:
         return {**super().openapi(), "format": "email"}
 
 
+#: A letter, then any combining marks NFC could not fold into it (a city stays "letters").
+_LETTER = "[^\\W\\d_][\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]*"
+
+
 class City(Text):
-    _plain = re.compile(r"[^\W\d_]+( [^\W\d_]+)*")
+    _plain = re.compile(f"(?:{_LETTER})+(?: (?:{_LETTER})+)*")
     # Letters and separators never overlap, so matching stays linear (no catastrophic backtracking).
-    _punctuated = re.compile(r"[^\W\d_]+(?:[ .'-]+[^\W\d_]+)*\.?")
+    _punctuated = re.compile(f"(?:{_LETTER})+(?:[ .'-]+(?:{_LETTER})+)*\\.?")
 
     def check(self, value: str) -> str:
         wide = _settings(self).city_allow_punctuation
@@ -332,19 +342,50 @@ class ValidLead:
     transaction_id: str | None
 
 
+#: Most entries in an answer's ``fields`` and ``errors``: a refusal never grows with the request.
+MAX_REPORTED_FIELDS = 20
+#: Longest field name echoed back; a longer (invalid) name is cut and ends with "…".
+MAX_REPORTED_NAME = 100
+
+
 @dataclasses.dataclass(frozen=True)
 class LeadRejection:
     status: str  # STATUS_MISSING or STATUS_INVALID
     fields: list[str]
     errors: dict[str, list[str]]
 
+    def as_data(self) -> dict[str, Any]:
+        """The answer's ``data``: at most ``MAX_REPORTED_FIELDS`` entries each, standard fields first.
+
+        A body of thousands of bad names would otherwise draw an answer many times its
+        size; what is cut is flagged with ``"truncated": true``.
+        """
+        def rank(name: str) -> int:
+            return 0 if name in DECLARED_FIELDS else 1 if name.startswith("_") else 2
+
+        names = sorted(self.errors, key=rank)  # stable: the order found within each group
+        kept = names[:MAX_REPORTED_FIELDS]
+        listed = [name for name in self.fields if name in kept or name not in self.errors]
+        data: dict[str, Any] = {
+            "lead_status": self.status,
+            "fields": [_reported_name(name) for name in listed[:MAX_REPORTED_FIELDS]],
+            "errors": {_reported_name(name): self.errors[name] for name in kept},
+        }
+        if len(names) > MAX_REPORTED_FIELDS or len(listed) > MAX_REPORTED_FIELDS:
+            data["truncated"] = True
+        return data
+
+
+def _reported_name(name: str) -> str:
+    return name if len(name) <= MAX_REPORTED_NAME else name[: MAX_REPORTED_NAME - 1] + "…"
+
 
 def normalize_input(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Trim text; a null or blank value counts as absent."""
+    """NFC-normalise and trim text; a null or blank value counts as absent."""
     cleaned: dict[str, Any] = {}
     for name, value in raw.items():
         if isinstance(value, str):
-            value = value.strip()
+            value = nfc(value).strip()
             if not value:
                 continue
         elif value is None:
