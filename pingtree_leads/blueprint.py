@@ -18,6 +18,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from flask.sansio.blueprints import BlueprintSetupState
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
+from werkzeug.routing import PathConverter
 
 from .auth import bearer_auth
 from .cli import register_commands
@@ -89,12 +90,12 @@ class LeadsRuntime:
         checked = validate_lead(raw, schema_for(source.required_fields, self.settings))
         if isinstance(checked, LeadRejection):
             # Only standard names: an unknown field's name is the client's text and could hold anything.
-            named = [f if f in DECLARED_FIELDS else "<extra>" for f in checked.fields]
-            logger.info("lead %s source=%s fields=%s", checked.status, db_source_id, ",".join(named))
+            data = checked.as_data()
+            named = [f if f in DECLARED_FIELDS else "<extra>" for f in data["fields"]]
+            logger.info("lead %s source=%s fields=%s%s", checked.status, db_source_id, ",".join(named),
+                        " (truncated)" if data.get("truncated") else "")
             message = "Missing required field(s)" if checked.status == STATUS_MISSING else "Invalid field(s)"
-            return envelope(
-                400, message, {"lead_status": checked.status, "fields": checked.fields, "errors": checked.errors}
-            )
+            return envelope(400, message, data)
         transaction_id = checked.transaction_id or uuid.uuid4().hex
         self.ensure_ready()
         result = self.repository.store(source, checked, transaction_id, self.settings.clock())
@@ -119,6 +120,16 @@ def outcome_response(result: StoreResult) -> Response:
     return envelope(201, "Lead accepted", data)
 
 
+class AnyRestConverter(PathConverter):
+    """The rest of a path, empty segments and a leading slash included."""
+
+    regex = ".*"
+    part_isolating = False  # werkzeug would infer True: the regex names no "/"
+
+
+REST_CONVERTER = "pingtree_leads_rest"
+
+
 class LeadsBlueprint(Blueprint):
     """The blueprint ``create_blueprint`` returns; it keeps one runtime per app."""
 
@@ -128,21 +139,27 @@ class LeadsBlueprint(Blueprint):
         self.database = database
         self.options = options
         self._runtimes: weakref.WeakKeyDictionary[Any, LeadsRuntime] = weakref.WeakKeyDictionary()
+        # merge_slashes=False: werkzeug would answer "/api/lead//create/<id>" with an HTML 308
+        # redirect (routing redirects never reach error handlers); the catch-all answers JSON 404.
         self.add_url_rule(CREATE_RULE, "create_lead", self._view, methods=ALL_METHODS,
-                          provide_automatic_options=False)
-        for rule in (URL_SPACE, URL_SPACE + "/", URL_SPACE + "/<path:rest>"):
-            self.add_url_rule(rule, "not_found", _not_found, methods=ALL_METHODS, provide_automatic_options=False)
+                          provide_automatic_options=False, merge_slashes=False)
         register_error_handlers(self, lambda: self.runtime().settings.retry_after_seconds)
         self.record(self._on_register)
         register_commands(self)
 
     def _on_register(self, state: BlueprintSetupState) -> None:
+        # The catch-all needs a converter that also takes empty segments ("//"); the host's
+        # map gets it under a name of ours before the rule that uses it.
+        state.app.url_map.converters.setdefault(REST_CONVERTER, AnyRestConverter)
+        for rule in (URL_SPACE, URL_SPACE + "/", f"{URL_SPACE}/<{REST_CONVERTER}:rest>"):
+            state.add_url_rule(rule, "not_found", _not_found, methods=ALL_METHODS, provide_automatic_options=False,
+                               merge_slashes=False)
         if state.app not in self._runtimes:
             self._runtimes[state.app] = LeadsRuntime(self.database, Settings.resolve(state.app.config, **self.options))
         route = self._runtimes[state.app].settings.openapi_route
         if route:
             state.add_url_rule(route, "openapi", self._openapi_view, methods=ALL_METHODS,
-                               provide_automatic_options=False)
+                               provide_automatic_options=False, merge_slashes=False)
 
     def runtime(self, app: Flask | None = None) -> LeadsRuntime:
         """The runtime of ``app`` (default: the current app)."""

@@ -22,6 +22,9 @@ from .schemas import STATUS_INVALID
 JSON_TYPES = ("application/json",)
 FORM_TYPE = "application/x-www-form-urlencoded"
 MULTIPART_TYPE = "multipart/form-data"
+#: Content codings of the IANA registry, named back in a 415 (any other text is not echoed).
+KNOWN_CODINGS = frozenset({"gzip", "x-gzip", "deflate", "br", "compress", "x-compress", "zstd", "aes128gcm",
+                           "exi", "pack200-gzip", "dcb", "dcz"})
 
 
 def body_error(message: str) -> ApiError:
@@ -56,11 +59,23 @@ def read_body(request: Request, limit: int) -> bytes:
     return body
 
 
+def check_content_encoding(request: Request) -> None:
+    """415 for a compressed body: it is not decoded (so no decompression bomb can get past the size limit)."""
+    codings = [c.strip().lower() for c in request.headers.get("Content-Encoding", "").split(",") if c.strip()]
+    unsupported = [c for c in codings if c != "identity"]
+    if unsupported:
+        # Name the coding only if it is a registered one: the header is the client's text.
+        named = next((c for c in unsupported if c in KNOWN_CODINGS), None)
+        what = f"Content-Encoding {named}" if named else "this Content-Encoding"
+        raise ApiError(415, f"Unsupported {what}: send the body uncompressed", headers={"Accept-Encoding": "identity"})
+
+
 def lead_fields(request: Request, limit: int) -> dict[str, Any]:
     """The raw fields of the lead: query string for GET, else the body."""
     if request.method == "GET":
         return parse_urlencoded(request.query_string)
-    body = read_body(request, limit)
+    body = read_body(request, limit)  # 413 first, as the contract orders the checks
+    check_content_encoding(request)
     mimetype = request.mimetype
     if mimetype in JSON_TYPES or (mimetype.startswith("application/") and mimetype.endswith("+json")):
         return parse_json(body)
@@ -83,7 +98,8 @@ def parse_urlencoded(raw: bytes) -> dict[str, Any]:
 
 
 def _parse_multipart(body: bytes, request: Request) -> MultiDict[str, Any]:
-    parser = FormDataParser(max_content_length=len(body))
+    # silent=False: werkzeug's default swallows a malformed body and returns no fields at all.
+    parser = FormDataParser(max_content_length=len(body), silent=False)
     try:
         _, form, files = parser.parse(io.BytesIO(body), MULTIPART_TYPE, len(body), request.mimetype_params)
     except ValueError:
