@@ -26,7 +26,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -130,7 +130,8 @@ class LeadRepository:
 
         The endpoint (one lead) and the CSV import (batches) both come through here.
         """
-        docs = [self._document(source, lead, transaction_id, now) for lead, transaction_id in leads]
+        created_at = stored_time(now)  # what BSON keeps, so what is compared later is what was stored
+        docs = [self._document(source, lead, transaction_id, created_at) for lead, transaction_id in leads]
         results: list[StoreResult | None] = [None] * len(docs)
         pending = list(range(len(docs)))
         for _ in range(MAX_ATTEMPTS):
@@ -192,7 +193,7 @@ class LeadRepository:
         self, source: SourceConfig, doc: dict[str, Any], violated: str | None, now: datetime
     ) -> StoreResult | None:
         claims: dict[str, str] = doc["dedupe"]
-        cutoff = source.dedupe_cutoff(now)
+        cutoff = stored_cutoff(source.dedupe_cutoff(now))
         if violated in claims and cutoff is None:
             # The transaction index comes first and was not broken, so this is no replay;
             # without a window every match counts: a duplicate, with no read.
@@ -233,6 +234,24 @@ class LeadRepository:
                 {"_id": lead_id, "created_at": {"$lt": cutoff}},
                 {"$unset": {f"dedupe.{field}": "" for field in fields}},
             )
+
+
+def stored_time(moment: datetime) -> datetime:
+    """``moment`` at the precision BSON stores (milliseconds, rounded down as the server does)."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def stored_cutoff(cutoff: datetime | None) -> datetime | None:
+    """A window's cutoff for comparing with stored (millisecond) times, rounded up.
+
+    A stored time is before ``cutoff`` exactly when it is before the cutoff rounded up
+    to the next millisecond; sent as it is, the server would round the cutoff down,
+    and a lead 1 µs past its window would match nothing in the release and retry forever.
+    """
+    if cutoff is None:
+        return None
+    floor = stored_time(cutoff)
+    return floor if floor == cutoff else floor + timedelta(milliseconds=1)
 
 
 def _violated(pattern: Any) -> str | None:
