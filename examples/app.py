@@ -30,7 +30,7 @@ from flask import Flask
 from pymongo import MongoClient
 from pymongo.database import Database
 
-from pingtree_leads import LeadsRuntime, PingtreeLeads, create_source
+from pingtree_leads import LeadsRuntime, PingtreeLeads, create_source, get_runtime
 from pingtree_leads.docs_page import create_docs_blueprint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,7 +137,7 @@ def main() -> None:
         # a second Ctrl-C or kill, so the server's shutdown is not cut short.
         stack.callback(ignore_stop_signals)
         app = create_app(database)
-        source_id, api_key = ensure_demo_source(database, app.extensions["pingtree_leads"])
+        source_id, api_key = ensure_demo_source(database, get_runtime(app))
         print(
             f"\nDemo database source: {source_id}\n"
             f"API key:              {api_key}\n\n"

@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"  # before the imports: openapi.py reads it
-
 from pymongo.database import Database
 
-from .blueprint import LeadsBlueprint, LeadsRuntime, create_blueprint
+from .blueprint import LeadsBlueprint, create_blueprint
 from .extension import PingtreeLeads
+from .provisioning import create_source, rotate_api_key, set_source_active
 from .repository import LeadIndexError, LeadRepository
+from .runtime import EXTENSION_KEY, AppRuntimes, LeadsRuntime, get_runtime
 from .settings import Settings
-from .sources import CreatedSource, create_source, rotate_api_key, set_source_active
+from .sources import CreatedSource
+from .version import __version__
 
 __all__ = [
+    "EXTENSION_KEY",
+    "AppRuntimes",
     "CreatedSource",
     "LeadIndexError",
     "LeadsBlueprint",
     "LeadsRuntime",
     "PingtreeLeads",
     "Settings",
+    "__version__",
     "create_blueprint",
     "create_source",
     "ensure_indexes",
+    "get_runtime",
     "rotate_api_key",
     "set_source_active",
 ]

@@ -10,8 +10,6 @@ issued by another process works at once.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -19,31 +17,15 @@ from datetime import datetime
 from flask import Response, request
 from flask_httpauth import HTTPTokenAuth
 
-from .sources import SourceCache, SourceConfig, parse_object_id
+from .errors import unauthorized_response
+from .keys import key_matches
+from .mongo import parse_object_id
+from .source_cache import SourceCache
+from .sources import SourceConfig
 
 logger = logging.getLogger("pingtree_leads")
 
-# Stands in for a key hash when the source does not exist (never matches a real key).
-_DUMMY_HASH = "0" * 64
-
-
-def key_matches(token: str, source: SourceConfig | None, now: datetime) -> bool:
-    """True if ``token`` is a live key of ``source``; no early exit on a match."""
-    digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-    candidates = source.key_hashes if source is not None else ((_DUMMY_HASH, None),)
-    matched = False
-    for stored, expires_at in candidates:
-        equal = hmac.compare_digest(digest, stored)
-        live = expires_at is None or now < expires_at
-        matched |= equal and live
-    return matched and source is not None
-
-
-def bearer_auth(
-    sources: SourceCache,
-    clock: Callable[[], datetime],
-    on_error: Callable[[int], Response],
-) -> HTTPTokenAuth:
+def bearer_auth(sources: SourceCache, clock: Callable[[], datetime]) -> HTTPTokenAuth:
     """An ``HTTPTokenAuth`` whose user is the ``SourceConfig`` named in the URL."""
     auth = HTTPTokenAuth(scheme="Bearer")
 
@@ -66,9 +48,6 @@ def bearer_auth(
     def unauthorized(status: int) -> Response:
         # For monitoring key guessing: the source id only (already checked to be 24 hex), never the key.
         logger.info("lead refused: no valid key, source=%s", (request.view_args or {}).get("db_source_id"))
-        response = on_error(status)
-        # RFC 6750: the scheme the client must use.
-        response.headers["WWW-Authenticate"] = "Bearer"
-        return response
+        return unauthorized_response()
 
     return auth

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from flask import Flask
 from pymongo.database import Database
 
-from .blueprint import LeadsBlueprint, LeadsRuntime, create_blueprint
-from .settings import CONFIG_PREFIX, Settings
-
-EXTENSION_KEY = "pingtree_leads"
+from .blueprint import DEFAULT_NAME, create_blueprint
+from .runtime import LeadsRuntime, app_runtimes, get_runtime
 
 
 class PingtreeLeads:
@@ -29,20 +26,29 @@ class PingtreeLeads:
             self.init_app(app)
 
     def init_app(
-        self, app: Flask, *, database: Database | None = None, url_prefix: str | None = None, **options: Any
+        self,
+        app: Flask,
+        *,
+        database: Database | None = None,
+        url_prefix: str | None = None,
+        name: str = DEFAULT_NAME,
+        **options: Any,
     ) -> LeadsRuntime:
-        """Register the blueprint and its JSON errors on ``app``; refuses a second call."""
-        if EXTENSION_KEY in app.extensions:
-            raise RuntimeError("pingtree_leads is already initialised on this app")
+        """Register the blueprint (routes, JSON errors, CLI) on ``app`` and return its runtime.
+
+        Refuses a second call for the same ``name``.  Afterwards ``app.config`` shows the
+        settings in force as ``PINGTREE_LEADS_*`` keys, and
+        ``app.extensions["pingtree_leads"][name]`` is the runtime.
+        """
+        if name in app_runtimes(app):
+            raise RuntimeError(f"pingtree_leads is already initialised on this app as {name!r} "
+                               "(pass name= to mount it a second time)")
         database = database if database is not None else self.database
         if database is None:
             raise TypeError("init_app needs database= (a pymongo Database)")
         options = {**self.options, **options}
-        for field in dataclasses.fields(Settings):
-            if field.name != "clock":  # a callable, not configuration
-                app.config.setdefault(CONFIG_PREFIX + field.name.upper(), options.get(field.name, field.default))
-        blueprint: LeadsBlueprint = create_blueprint(database, **options)
-        app.register_blueprint(blueprint, url_prefix=url_prefix)
-        runtime = blueprint.runtime(app)
-        app.extensions[EXTENSION_KEY] = runtime
+        app.register_blueprint(create_blueprint(database, name=name, **options), url_prefix=url_prefix)
+        runtime = get_runtime(app, name)
+        if name == DEFAULT_NAME:  # the config shows one mount's settings: the default one's
+            app.config.update(runtime.settings.as_config())
         return runtime

@@ -16,8 +16,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.formparser import FormDataParser
 from werkzeug.wsgi import get_input_stream
 
-from .errors import ApiError
-from .schemas import STATUS_INVALID
+from .errors import ApiError, body_error
 
 JSON_TYPES = ("application/json",)
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -25,15 +24,6 @@ MULTIPART_TYPE = "multipart/form-data"
 #: Content codings of the IANA registry, named back in a 415 (any other text is not echoed).
 KNOWN_CODINGS = frozenset({"gzip", "x-gzip", "deflate", "br", "compress", "x-compress", "zstd", "aes128gcm",
                            "exi", "pack200-gzip", "dcb", "dcz"})
-
-
-def body_error(message: str) -> ApiError:
-    """400 invalidField for a body that is not a usable set of fields."""
-    return ApiError(
-        400,
-        "Request body is not a valid lead",
-        {"lead_status": STATUS_INVALID, "fields": [], "errors": {"_body": [message]}},
-    )
 
 
 def read_body(request: Request, limit: int) -> bytes:

@@ -15,15 +15,17 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
+from .errors import MESSAGES, LeadStatus
 from .repository import LeadRepository, fingerprint
-from .schemas import DECLARED_FIELDS, EXTRA_NAME, STATUS_INVALID, LeadRejection, LeadSchema, ValidLead, validate_lead
+from .schemas import DECLARED_FIELDS, EXTRA_NAME, LeadRejection, LeadSchema, ValidLead, validate_lead
 from .settings import Settings
 from .sources import SourceConfig
 
 # reject_row: the data row number in the file (1 = first row after the header).
 REJECT_COLUMNS = ("reject_row", "reject_status", "reject_reason")
 # Outcome names in the summary, in the order they are printed.
-OUTCOMES = ("accepted", "already_imported", "duplicate", "missingField", "invalidField", "conflict")
+OUTCOMES = ("accepted", "already_imported", *(s.value for s in (LeadStatus.DUPLICATE, LeadStatus.MISSING_FIELD,
+                                                                LeadStatus.INVALID_FIELD, LeadStatus.CONFLICT)))
 
 
 class ImportFileError(Exception):
@@ -126,24 +128,25 @@ def import_csv(
             writer.writerow([*header, *REJECT_COLUMNS])
         batch: list[tuple[int, list[str], ValidLead, str]] = []
 
-        def reject(number: int, values: list[str], status: str, reason: str) -> None:
-            summary.counts[status] += 1
+        def reject(number: int, values: list[str], status: LeadStatus, reason: str) -> None:
+            summary.counts[status.value] += 1
             if writer is not None:
                 # A ragged row is cut or padded to the header, so the reject columns line up.
                 cells = (values + [""] * len(columns))[: len(columns)]
-                writer.writerow([*cells, number, status, reason])
+                writer.writerow([*cells, number, status.value, reason])
 
         def flush() -> None:
             if not batch:
                 return
             results = repository.store_many(source, [(lead, txid) for _, _, lead, txid in batch], settings.clock())
             for (number, values, _, _), result in zip(batch, results, strict=True):
-                if result.lead_status == "accept":
+                if result.lead_status is LeadStatus.ACCEPT:
                     summary.counts["already_imported" if result.replayed else "accepted"] += 1
-                elif result.lead_status == "duplicate":
-                    reject(number, values, "duplicate", "matches a stored lead on " + ", ".join(result.matched_on))
+                elif result.lead_status is LeadStatus.DUPLICATE:
+                    matched = ", ".join(result.matched_on)
+                    reject(number, values, LeadStatus.DUPLICATE, f"matches a stored lead on {matched}")
                 else:
-                    reject(number, values, "conflict", "transaction_id was already used for a different lead")
+                    reject(number, values, LeadStatus.CONFLICT, MESSAGES[409])
             progress(len(batch))
             batch.clear()
 
@@ -152,7 +155,7 @@ def import_csv(
                 continue  # a blank line
             if len(values) != len(columns):
                 reason = f"row has {len(values)} values but the header has {len(columns)}"
-                reject(number, values, STATUS_INVALID, reason)
+                reject(number, values, LeadStatus.INVALID_FIELD, reason)
                 progress(1)
                 continue
             fields = dict(zip(columns, values, strict=True))

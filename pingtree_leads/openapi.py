@@ -13,10 +13,19 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import fields
 
-from . import __version__
-from .errors import MESSAGES
-from .schemas import LATIN_LETTERS, LEAD_FIELDS, REQUIRED_MESSAGE, TRUSTED_FORM_FIELDS, LeadSchema
+from .errors import (
+    ACCEPTED_MESSAGE,
+    BODY_ERROR_MESSAGE,
+    DUPLICATE_MESSAGE,
+    INVALID_FIELD_MESSAGE,
+    MESSAGES,
+    MISSING_FIELD_MESSAGE,
+    REPLAYED_MESSAGE,
+    LeadStatus,
+)
+from .schemas import DEDUPE_FIELDS, LATIN_LETTERS, LEAD_FIELDS, REQUIRED_MESSAGE, TRUSTED_FORM_FIELDS, LeadSchema
 from .settings import Settings
+from .version import __version__
 
 OPENAPI_VERSION = "3.0.3"
 SOURCE_ID = "6566f0c2a1b2c3d4e5f60718"
@@ -63,17 +72,19 @@ def _responses(settings: Settings) -> dict[str, Any]:
     allow = "GET, POST" if settings.allow_get else "POST"
     rejection = {
         "missingField": _example(
-            "error", "Missing required field(s)",
-            {"lead_status": "missingField", "fields": ["email"], "errors": {"email": [REQUIRED_MESSAGE]}},
+            "error", MISSING_FIELD_MESSAGE,
+            {"lead_status": LeadStatus.MISSING_FIELD.value, "fields": ["email"],
+             "errors": {"email": [REQUIRED_MESSAGE]}},
         ),
         "invalidField": _example(
-            "error", "Invalid field(s)",
-            {"lead_status": "invalidField", "fields": ["zip_code"],
+            "error", INVALID_FIELD_MESSAGE,
+            {"lead_status": LeadStatus.INVALID_FIELD.value, "fields": ["zip_code"],
              "errors": {"zip_code": ["Must be exactly 5 digits."]}},
         ),
         "invalidBody": _example(
-            "error", "Request body is not a valid lead",
-            {"lead_status": "invalidField", "fields": [], "errors": {"_body": ["Body must be a JSON object."]}},
+            "error", BODY_ERROR_MESSAGE,
+            {"lead_status": LeadStatus.INVALID_FIELD.value, "fields": [],
+             "errors": {"_body": ["Body must be a JSON object."]}},
         ),
     }
     return {
@@ -83,12 +94,13 @@ def _responses(settings: Settings) -> dict[str, Any]:
                 "application/json": {
                     "schema": {"$ref": "#/components/schemas/Created"},
                     "examples": {
-                        "accept": _example("success", "Lead accepted", {
-                            "lead_status": "accept", "transaction_id": "tx-1001", "lead_id": LEAD_ID}),
-                        "duplicate": _example("success", "Duplicate lead: not stored", {
-                            "lead_status": "duplicate", "transaction_id": "tx-1002", "matched_on": ["email"]}),
-                        "replay": _example("success", "Lead already accepted with this transaction_id", {
-                            "lead_status": "accept", "transaction_id": "tx-1001", "lead_id": LEAD_ID,
+                        "accept": _example("success", ACCEPTED_MESSAGE, {
+                            "lead_status": LeadStatus.ACCEPT.value, "transaction_id": "tx-1001", "lead_id": LEAD_ID}),
+                        "duplicate": _example("success", DUPLICATE_MESSAGE, {
+                            "lead_status": LeadStatus.DUPLICATE.value, "transaction_id": "tx-1002",
+                            "matched_on": ["email"]}),
+                        "replay": _example("success", REPLAYED_MESSAGE, {
+                            "lead_status": LeadStatus.ACCEPT.value, "transaction_id": "tx-1001", "lead_id": LEAD_ID,
                             "replayed": True}),
                     },
                 }
@@ -155,18 +167,19 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
         "type": "object",
         "required": ["lead_status", "transaction_id"],
         "properties": {
-            "lead_status": {"type": "string", "enum": ["accept", "duplicate"]},
+            "lead_status": {"type": "string", "enum": [LeadStatus.ACCEPT.value, LeadStatus.DUPLICATE.value]},
             "transaction_id": {"type": "string"},
             "lead_id": {"type": "string", "pattern": "^[0-9a-f]{24}$"},
             "replayed": {"type": "boolean"},
-            "matched_on": {"type": "array", "items": {"type": "string", "enum": ["email", "mobile"]}},
+            "matched_on": {"type": "array", "items": {"type": "string", "enum": list(DEDUPE_FIELDS)}},
         },
     }))
     spec.components.schema("Rejected", _envelope("error", {
         "type": "object",
         "required": ["lead_status", "fields", "errors"],
         "properties": {
-            "lead_status": {"type": "string", "enum": ["missingField", "invalidField"]},
+            "lead_status": {"type": "string",
+                            "enum": [LeadStatus.MISSING_FIELD.value, LeadStatus.INVALID_FIELD.value]},
             "fields": {"type": "array", "items": {"type": "string"}},
             "errors": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
         },

@@ -26,7 +26,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -35,9 +35,11 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
-from .errors import ContentionError
+from .errors import LeadStatus
+from .mongo import acknowledged, as_utc, stored_cutoff, stored_time
 from .schemas import DEDUPE_FIELDS, ValidLead
-from .sources import SourceConfig, acknowledged, as_utc
+from .sources import SourceConfig
+from .transient import ContentionError
 
 # Servers report the first unique index an insert breaks: mongod in creation order,
 # SecantusDB in name order.  Names that sort in creation order make both agree.
@@ -69,7 +71,7 @@ class LeadIndexError(PyMongoError):
 
 @dataclasses.dataclass(frozen=True)
 class StoreResult:
-    lead_status: str  # "accept", "duplicate" or "conflict"
+    lead_status: LeadStatus  # ACCEPT, DUPLICATE or CONFLICT
     transaction_id: str
     lead_id: str | None = None
     replayed: bool = False
@@ -141,7 +143,7 @@ class LeadRepository:
             retry = []
             for i in pending:
                 if i not in conflicts:
-                    results[i] = StoreResult("accept", docs[i]["transaction_id"], lead_id=str(docs[i]["_id"]))
+                    results[i] = StoreResult(LeadStatus.ACCEPT, docs[i]["transaction_id"], lead_id=str(docs[i]["_id"]))
                     continue
                 result = self._resolve_conflict(source, docs[i], conflicts[i], now)
                 if result is None:
@@ -197,7 +199,7 @@ class LeadRepository:
         if violated in claims and cutoff is None:
             # The transaction index comes first and was not broken, so this is no replay;
             # without a window every match counts: a duplicate, with no read.
-            return StoreResult("duplicate", doc["transaction_id"], matched_on=(violated,))
+            return StoreResult(LeadStatus.DUPLICATE, doc["transaction_id"], matched_on=(violated,))
         # The server names the violated index; mongomock does not, so then look
         # at every rule in index order (transaction first, as the contract says).
         order = [violated] if violated else ["transaction_id", *(f for f in DEDUPE_FIELDS if f in claims)]
@@ -215,7 +217,7 @@ class LeadRepository:
                 if found.get("transaction_id") == doc["transaction_id"]:
                     return self._replay(found, doc)
                 if cutoff is None or as_utc(found["created_at"]) >= cutoff:
-                    return StoreResult("duplicate", doc["transaction_id"], matched_on=(rule,))
+                    return StoreResult(LeadStatus.DUPLICATE, doc["transaction_id"], matched_on=(rule,))
                 theirs = found.get("dedupe") or {}
                 self._release_expired(found["_id"], [f for f in claims if theirs.get(f) == claims[f]], cutoff)
                 return None
@@ -224,8 +226,8 @@ class LeadRepository:
     @staticmethod
     def _replay(found: dict[str, Any], doc: dict[str, Any]) -> StoreResult:
         if found.get("fingerprint") == doc["fingerprint"]:
-            return StoreResult("accept", doc["transaction_id"], lead_id=str(found["_id"]), replayed=True)
-        return StoreResult("conflict", doc["transaction_id"])
+            return StoreResult(LeadStatus.ACCEPT, doc["transaction_id"], lead_id=str(found["_id"]), replayed=True)
+        return StoreResult(LeadStatus.CONFLICT, doc["transaction_id"])
 
     def _release_expired(self, lead_id: ObjectId, fields: list[str], cutoff: datetime) -> None:
         """Drop an old lead's claims that this lead needs, if it is still outside the window."""
@@ -234,24 +236,6 @@ class LeadRepository:
                 {"_id": lead_id, "created_at": {"$lt": cutoff}},
                 {"$unset": {f"dedupe.{field}": "" for field in fields}},
             )
-
-
-def stored_time(moment: datetime) -> datetime:
-    """``moment`` at the precision BSON stores (milliseconds, rounded down as the server does)."""
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
-
-
-def stored_cutoff(cutoff: datetime | None) -> datetime | None:
-    """A window's cutoff for comparing with stored (millisecond) times, rounded up.
-
-    A stored time is before ``cutoff`` exactly when it is before the cutoff rounded up
-    to the next millisecond; sent as it is, the server would round the cutoff down,
-    and a lead 1 µs past its window would match nothing in the release and retry forever.
-    """
-    if cutoff is None:
-        return None
-    floor = stored_time(cutoff)
-    return floor if floor == cutoff else floor + timedelta(milliseconds=1)
 
 
 def _violated(pattern: Any) -> str | None:

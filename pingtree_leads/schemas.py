@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from marshmallow import INCLUDE, Schema, ValidationError, fields, missing, post_load, validate, validates_schema
 
 from .canonical import canonical_email, has_invisible, nfc, text_character_problem
+from .errors import LeadStatus
 from .settings import Settings
 
 #: The standard lead fields of the original API (a body needs at least one).
@@ -60,10 +61,8 @@ _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _INT64 = (-(2**63), 2**63 - 1)
 
 REQUIRED_MESSAGE = "Is required."
-STATUS_MISSING = "missingField"
 #: "Letters" in the OpenAPI patterns: JSON Schema regexes are not Unicode-aware (no x or ÷).
 LATIN_LETTERS = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
-STATUS_INVALID = "invalidField"
 
 
 def text_problem(value: str, max_length: int) -> str | None:
@@ -237,7 +236,8 @@ class LeadSchema(Schema):
 
     first_name = Text(100, metadata={"description": "Consumer's first name."})
     last_name = Text(100, metadata={"description": "Consumer's last name."})
-    email = Email(254, metadata={"description": "Email address; stored lower-cased; a dedupe field."})
+    email = Email(254, metadata={"description": "Email address; stored with the local part lower-cased and the "
+                                                 "domain in IDNA ASCII form; a dedupe field."})
     mobile = Digits(10, metadata={"description": "10-digit phone number, digits only (a JSON integer is "
                                                  "accepted if it renders so); a dedupe field."})
     address = Text(200, metadata={"description": "Street address."})
@@ -350,7 +350,7 @@ MAX_REPORTED_NAME = 100
 
 @dataclasses.dataclass(frozen=True)
 class LeadRejection:
-    status: str  # STATUS_MISSING or STATUS_INVALID
+    status: LeadStatus  # MISSING_FIELD or INVALID_FIELD
     fields: list[str]
     errors: dict[str, list[str]]
 
@@ -424,10 +424,10 @@ def validate_lead(raw: Mapping[str, Any], schema: LeadSchema) -> ValidLead | Lea
     for name in missing:
         errors.setdefault(name, [REQUIRED_MESSAGE])
     if missing:
-        return LeadRejection(STATUS_MISSING, missing, errors)
+        return LeadRejection(LeadStatus.MISSING_FIELD, missing, errors)
     if "_schema" in errors and not any(name in data for name in LEAD_FIELDS):
-        return LeadRejection(STATUS_MISSING, list(LEAD_FIELDS), errors)
-    return LeadRejection(STATUS_INVALID, [name for name in errors if name != "_schema"], errors)
+        return LeadRejection(LeadStatus.MISSING_FIELD, list(LEAD_FIELDS), errors)
+    return LeadRejection(LeadStatus.INVALID_FIELD, [name for name in errors if name != "_schema"], errors)
 
 
 def _flatten(messages: Any) -> dict[str, list[str]]:

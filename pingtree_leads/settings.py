@@ -8,6 +8,8 @@ key in ``app.config``, then the default below.  docs/configuration.md lists them
 from __future__ import annotations
 
 import dataclasses
+import math
+import typing
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -53,28 +55,107 @@ class Settings:
         return tuple(f.name for f in dataclasses.fields(cls))
 
     @classmethod
+    def config_key(cls, name: str) -> str:
+        return CONFIG_PREFIX + name.upper()
+
+    @classmethod
     def resolve(cls, config: Mapping[str, Any] | None = None, **overrides: Any) -> Settings:
-        """Build settings from keyword overrides, then ``app.config``, then defaults."""
+        """Build settings from keyword overrides, then ``app.config``, then defaults.
+
+        Config values may be strings (environment variables): converted by the option's type.
+        An unknown ``PINGTREE_LEADS_*`` key, or a value that does not convert, is a
+        ``ValueError`` naming the key; an unknown keyword is a ``TypeError``.
+        """
         unknown = set(overrides) - set(cls.names())
         if unknown:
             raise TypeError(f"unknown pingtree_leads option(s): {', '.join(sorted(unknown))}")
+        if config is not None:
+            typos = sorted(key for key in config if isinstance(key, str) and key.startswith(CONFIG_PREFIX)
+                           and key[len(CONFIG_PREFIX):].lower() not in cls.names())
+            if typos:
+                known = ", ".join(cls.config_key(name) for name in cls.names())
+                raise ValueError(f"unknown config key(s) {', '.join(typos)}; pingtree_leads knows {known}")
+        hints = typing.get_type_hints(cls)
         values: dict[str, Any] = {}
         for name in cls.names():
-            key = CONFIG_PREFIX + name.upper()
+            key = cls.config_key(name)
             if name in overrides:
-                values[name] = overrides[name]
+                values[name] = _convert(f"option {name!r}", overrides[name], hints[name])
             elif config is not None and key in config:
-                values[name] = config[key]
+                values[name] = _convert(key, config[key], hints[name])
         settings = cls(**values)
         settings.check()
         return settings
 
+    def as_config(self) -> dict[str, Any]:
+        """The settings in force as ``PINGTREE_LEADS_*`` config keys (the clock left out: not configuration)."""
+        return {self.config_key(name): getattr(self, name) for name in self.names() if name != "clock"}
+
     def check(self) -> None:
+        def refuse(name: str, rule: str) -> None:
+            raise ValueError(f"{name} ({self.config_key(name)}) {rule}")
+
         if self.max_body_bytes < 1:
-            raise ValueError("max_body_bytes must be at least 1")
-        if self.source_cache_seconds < 0 or self.source_cache_size < 0:
-            raise ValueError("source cache settings must not be negative")
-        if self.max_extra_fields < 0 or self.extra_value_max_length < 1:
-            raise ValueError("extra field limits must be positive")
-        if not self.sources_collection or not self.leads_collection:
-            raise ValueError("collection names must not be empty")
+            refuse("max_body_bytes", "must be at least 1")
+        for name in ("source_cache_seconds", "source_cache_size", "max_extra_fields", "retry_after_seconds"):
+            if getattr(self, name) < 0:
+                refuse(name, "must not be negative")
+        if self.extra_value_max_length < 1:
+            refuse("extra_value_max_length", "must be at least 1")
+        for name in ("sources_collection", "leads_collection"):
+            if not getattr(self, name):
+                refuse(name, "must not be empty")
+        if self.openapi_route is not None and not self.openapi_route.startswith("/"):
+            refuse("openapi_route", "must start with '/' (or be None to not serve the document)")
+
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def _convert(where: str, value: Any, hint: Any) -> Any:
+    """``value`` as the option's type; strings (environment variables) are parsed."""
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ValueError(f"{where}: expected a boolean (true/false, 1/0, yes/no, on/off), got {value!r}")
+    if hint is int or hint is float:
+        number = _number(value)
+        if number is None or (hint is int and not float(number).is_integer()):
+            kind = "a whole number" if hint is int else "a number"
+            raise ValueError(f"{where}: expected {kind}, got {value!r}")
+        return int(number) if hint is int else float(number)
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"{where}: expected text, got {value!r}")
+    if hint == (str | None):
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+            return None
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"{where}: expected text or None, got {value!r}")
+    if not callable(value):
+        raise ValueError(f"{where}: expected a callable, got {type(value).__name__}")
+    return value
+
+
+def _number(value: Any) -> float | int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None

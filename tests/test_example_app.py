@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from pingtree_leads import get_runtime
+
 from .conftest import assert_envelope
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "app.py"
@@ -41,7 +43,7 @@ def run_curl(client: Any, command: str) -> Any:
 
 def test_printed_curl_accepts_then_duplicates(example: ModuleType, database: Any) -> None:
     app = example.create_app(database)
-    source_id, api_key = example.ensure_demo_source(database, app.extensions["pingtree_leads"])
+    source_id, api_key = example.ensure_demo_source(database, get_runtime(app))
     command = example.demo_curl(5000, source_id, api_key)
     client = app.test_client()
     assert assert_envelope(run_curl(client, command), 201)["lead_status"] == "accept"
@@ -50,8 +52,8 @@ def test_printed_curl_accepts_then_duplicates(example: ModuleType, database: Any
 
 
 def test_demo_source_is_reused_after_a_restart(example: ModuleType, database: Any) -> None:
-    first = example.ensure_demo_source(database, example.create_app(database).extensions["pingtree_leads"])
-    again = example.ensure_demo_source(database, example.create_app(database).extensions["pingtree_leads"])
+    first = example.ensure_demo_source(database, get_runtime(example.create_app(database)))
+    again = example.ensure_demo_source(database, get_runtime(example.create_app(database)))
     assert first == again
     assert json.loads(example.DEMO_SOURCE_FILE.read_text())["id"] == first[0]
     # A new curl after the restart still gets a 201 accept: its email is new.

@@ -1,6 +1,6 @@
 """A key issued by another process works at once; revocation reaches us within the cache time.
 
-"Another process" is simulated in-process by switching off ``SourceCache.forget_everywhere``
+"Another process" is simulated in-process by switching off ``CACHES.forget_everywhere``
 (the only way a rotation reaches this process's caches), so ``rotate_api_key`` and
 ``set_source_active`` write to MongoDB exactly as a CLI or admin script elsewhere would.
 ``test_two_web_processes_accept_a_new_key_at_once`` does it for real: two web
@@ -29,8 +29,9 @@ from bson import ObjectId
 from pymongo import monitoring
 
 from pingtree_leads import create_blueprint, create_source, rotate_api_key, set_source_active
-from pingtree_leads import sources as sources_module
-from pingtree_leads.sources import SourceCache
+from pingtree_leads import keys as keys_module
+from pingtree_leads import source_cache as sources_module
+from pingtree_leads.source_cache import CACHES, SourceCache
 
 from .conftest import Poster, assert_envelope, lead
 
@@ -46,7 +47,7 @@ def short_refresh_interval(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
     """Rotations and (de)activations from now on behave as if made by another process."""
-    monkeypatch.setattr(SourceCache, "forget_everywhere", classmethod(lambda cls, source_id: None))
+    monkeypatch.setattr(CACHES, "forget_everywhere", lambda source_id: None)
 
 
 class SourceReads(monitoring.CommandListener):
@@ -123,10 +124,10 @@ def test_a_new_key_written_straight_into_the_document_is_accepted_at_once(databa
     src = create_source(database, "Direct write")
     p = poster(database, src, source_cache_seconds=3600)
     assert_envelope(p.post(lead()), 201)
-    new_key = sources_module.new_api_key()
+    new_key = keys_module.new_api_key()
     database[SOURCES].update_one(
         {"_id": ObjectId(src.id)},
-        {"$push": {"api_keys": {"hash": sources_module.hash_api_key(new_key), "expires_at": None}}},
+        {"$push": {"api_keys": {"hash": keys_module.hash_api_key(new_key), "expires_at": None}}},
     )
     assert_envelope(p.post(lead(), **with_key(new_key)), 201)
 

@@ -11,8 +11,8 @@ import pymongo
 import pytest
 from bson import ObjectId
 
-from pingtree_leads import create_source
-from pingtree_leads.auth import key_matches
+from pingtree_leads import create_source, get_runtime
+from pingtree_leads.keys import key_matches
 
 from .conftest import Poster, assert_envelope, lead, make_app
 
@@ -44,7 +44,7 @@ def test_no_key_or_pii_in_logs_for_any_outcome(
         assert_envelope(p.client.put(p.url, json=private, headers=p.headers), 405)
         assert_envelope(p.post(dict(private, notes="n" * 3000)), 413)
         assert_envelope(p.client.post(p.url, data=EMAIL, content_type="text/plain", headers=p.headers), 415)
-        runtime = app.blueprints["pingtree_leads"].runtime(app)
+        runtime = get_runtime(app)
 
         def explode(*args: Any, **kwargs: Any) -> Any:
             raise ValueError(f"{EMAIL} {MOBILE} {src.api_key}")

@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from pingtree_leads import PingtreeLeads, create_blueprint, create_source
-from pingtree_leads.blueprint import LeadsRuntime
+from pingtree_leads import AppRuntimes, LeadsRuntime, PingtreeLeads, create_blueprint, create_source, get_runtime
 
 from .conftest import Poster, assert_envelope, lead
 
@@ -58,8 +57,10 @@ def test_init_app_sets_extension_and_refuses_double_init(database: Any, source: 
     app = Flask("host")
     leads = PingtreeLeads()
     runtime = leads.init_app(app, database=database)
-    assert isinstance(app.extensions["pingtree_leads"], LeadsRuntime)
-    assert app.extensions["pingtree_leads"] is runtime
+    assert isinstance(app.extensions["pingtree_leads"], AppRuntimes)
+    assert isinstance(runtime, LeadsRuntime)
+    assert app.extensions["pingtree_leads"]["pingtree_leads"] is runtime
+    assert get_runtime(app) is runtime
     assert app.config["PINGTREE_LEADS_MAX_BODY_BYTES"] == 64 * 1024
     with pytest.raises(RuntimeError):
         leads.init_app(app, database=database)
@@ -94,7 +95,7 @@ def test_keyword_options_win_over_app_config(database: Any) -> None:
     app.config["PINGTREE_LEADS_ALLOW_GET"] = False
     bp = create_blueprint(database, max_body_bytes=20)
     app.register_blueprint(bp)
-    settings = bp.runtime(app).settings
+    settings = get_runtime(app).settings
     assert settings.max_body_bytes == 20  # keyword wins
     assert settings.allow_get is False  # config beats default
     assert settings.retry_after_seconds == 2  # default

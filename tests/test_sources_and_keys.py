@@ -10,7 +10,7 @@ import pytest
 from bson import ObjectId
 
 from pingtree_leads import create_source, rotate_api_key, set_source_active
-from pingtree_leads.auth import key_matches
+from pingtree_leads.keys import key_matches
 from pingtree_leads.sources import SourceConfig
 
 from .conftest import FakeClock, Poster, assert_envelope, lead, make_app

@@ -14,7 +14,7 @@ import pytest
 from bson import ObjectId
 from pymongo import monitoring
 
-from pingtree_leads import create_source, ensure_indexes
+from pingtree_leads import create_source, ensure_indexes, get_runtime
 from pingtree_leads.repository import LEAD_INDEXES
 
 from .conftest import REAL_BACKENDS, Poster, assert_envelope, lead, make_app
@@ -144,9 +144,9 @@ def test_index_trouble_never_hides_the_auth_answer(database: Any, source: Any) -
 
 
 def test_contention_is_503(poster: Poster, app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pingtree_leads.errors import ContentionError
+    from pingtree_leads.transient import ContentionError
 
-    runtime = app.blueprints["pingtree_leads"].runtime(app)
+    runtime = get_runtime(app)
 
     def contended(*args: Any, **kwargs: Any) -> Any:
         raise ContentionError("claims kept changing")
@@ -229,7 +229,7 @@ def test_non_transient_database_error_is_500_without_internals(
 def test_unexpected_error_is_500_without_traceback_or_values(
     poster: Poster, app: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    runtime = app.blueprints["pingtree_leads"].runtime(app)
+    runtime = get_runtime(app)
 
     def explode(*args: Any, **kwargs: Any) -> Any:
         raise ValueError("secret.person@example.com 5551234567")
@@ -248,7 +248,7 @@ def test_unexpected_error_is_500_without_traceback_or_values(
 def test_state_change_codes_are_503(code: int) -> None:
     from pymongo.errors import OperationFailure
 
-    from pingtree_leads.errors import is_transient
+    from pingtree_leads.transient import is_transient
 
     assert is_transient(OperationFailure("state change", code=code))
     assert not is_transient(OperationFailure("bad value", code=2))

@@ -33,8 +33,8 @@ from pymongo.errors import (
 )
 
 from pingtree_leads import create_source
-from pingtree_leads.errors import ContentionError, is_transient
 from pingtree_leads.repository import LeadIndexError
+from pingtree_leads.transient import ContentionError, is_transient
 
 from .conftest import FakeClock, Poster, assert_envelope, lead, make_app
 from .test_storage import CommandLog, admin, monitored, server_uri  # noqa: F401  (fixtures)

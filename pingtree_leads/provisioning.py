@@ -1,0 +1,134 @@
+"""Provisioning database sources, as the Pingtree dashboard does: create, rotate a key,
+switch on or off.  Each change made here reaches every source cache of this process at
+once (``source_cache.CACHES``); other processes see it as docs/configuration.md says."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+from pymongo.database import Database
+
+from .keys import hash_api_key, new_api_key
+from .mongo import acknowledged, as_utc, parse_object_id
+from .schemas import DEDUPE_FIELDS, REQUIRABLE_FIELDS
+from .settings import Settings, utc_now
+from .source_cache import CACHES
+from .sources import CreatedSource
+
+#: A rotation reads the keys and writes them back only if unchanged; it tries this often.
+MAX_ROTATION_ATTEMPTS = 10
+
+
+def _check_fields(kind: str, names: Iterable[str], allowed: Sequence[str]) -> list[str]:
+    names = list(names)
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise ValueError(f"{kind} may only name {', '.join(allowed)}; got {', '.join(map(str, unknown))}")
+    return list(dict.fromkeys(names))
+
+
+def create_source(
+    database: Database,
+    name: str,
+    *,
+    required_fields: Iterable[str] = (),
+    dedupe_fields: Iterable[str] = ("email", "mobile"),
+    dedupe_window_days: float | None = None,
+    is_active: bool = True,
+    sources_collection: str = Settings.sources_collection,
+    clock: Callable[[], datetime] = utc_now,
+) -> CreatedSource:
+    """Provision a database source, as the Pingtree dashboard does.
+
+    Returns its id and its API key; only the key's hash is stored.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("a source needs a non-empty name")
+    if dedupe_window_days is not None and not dedupe_window_days > 0:
+        raise ValueError("dedupe_window_days must be positive, or None for forever")
+    key = new_api_key()
+    now = clock()
+    source_id = ObjectId()
+    clean_name = name.strip()
+    doc = {
+        "_id": source_id,
+        "name": clean_name,
+        "required_fields": _check_fields("required_fields", required_fields, REQUIRABLE_FIELDS),
+        "dedupe_fields": _check_fields("dedupe_fields", dedupe_fields, DEDUPE_FIELDS),
+        "dedupe_window_days": dedupe_window_days,
+        "is_active": bool(is_active),
+        "api_keys": [{"hash": hash_api_key(key), "expires_at": None}],
+        "created_at": now,
+        "updated_at": now,
+    }
+    acknowledged(database)[sources_collection].insert_one(doc)
+    return CreatedSource(id=str(source_id), api_key=key, name=clean_name)
+
+
+def _source_filter(source_id: str | ObjectId) -> dict[str, Any]:
+    oid = parse_object_id(source_id)
+    if oid is None:
+        raise LookupError("a source id is a 24-hex ObjectId")
+    return {"_id": oid}
+
+
+def rotate_api_key(
+    database: Database,
+    source_id: str | ObjectId,
+    grace_seconds: float = 0,
+    *,
+    sources_collection: str = Settings.sources_collection,
+    clock: Callable[[], datetime] = utc_now,
+) -> str:
+    """Give a source a new API key and return it.
+
+    Every older key keeps working for at most ``grace_seconds`` more (0: it dies now).
+    Endpoints in other processes see the change within their source cache time.
+    """
+    if grace_seconds < 0:
+        raise ValueError("grace_seconds must not be negative")
+    collection = acknowledged(database)[sources_collection]
+    query = _source_filter(source_id)
+    for _ in range(MAX_ROTATION_ATTEMPTS):  # optimistic: retry if a concurrent rotation changed the keys
+        doc = collection.find_one(query, {"api_keys": 1})
+        if doc is None:
+            raise LookupError("no such database source")
+        now = clock()
+        until = now + timedelta(seconds=grace_seconds)
+        kept = []
+        if grace_seconds > 0:
+            for entry in doc.get("api_keys", []):
+                expires = as_utc(entry["expires_at"]) if entry.get("expires_at") else None
+                if expires is None or expires > now:
+                    kept.append({"hash": entry["hash"], "expires_at": min(expires or until, until)})
+        key = new_api_key()
+        kept.append({"hash": hash_api_key(key), "expires_at": None})
+        result = collection.update_one(
+            {**query, "api_keys": doc.get("api_keys", [])},
+            {"$set": {"api_keys": kept, "updated_at": now}},
+        )
+        if result.matched_count:
+            CACHES.forget_everywhere(query["_id"])
+            return key
+    raise RuntimeError("the source's keys kept changing; try again")
+
+
+def set_source_active(
+    database: Database,
+    source_id: str | ObjectId,
+    active: bool,
+    *,
+    sources_collection: str = Settings.sources_collection,
+    clock: Callable[[], datetime] = utc_now,
+) -> None:
+    """Activate or deactivate a source (an inactive source answers 403)."""
+    query = _source_filter(source_id)
+    result = acknowledged(database)[sources_collection].update_one(
+        query, {"$set": {"is_active": bool(active), "updated_at": clock()}}
+    )
+    if not result.matched_count:
+        raise LookupError("no such database source")
+    CACHES.forget_everywhere(query["_id"])
