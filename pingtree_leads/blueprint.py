@@ -27,7 +27,6 @@ CLI_GROUP = "pingtree-leads"
 CREATE_RULE = "/api/lead/create/<db_source_id>"
 #: Everything under this path answers JSON, also for unknown routes.
 URL_SPACE = "/api/lead"
-ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
 DEFAULT_NAME = "pingtree_leads"
 
 
@@ -53,10 +52,6 @@ class LeadsBlueprint(Blueprint):
         Settings.resolve(None, **options)  # fail fast on unknown or bad options
         self.database = database
         self.options = options
-        # merge_slashes=False: werkzeug would answer "/api/lead//create/<id>" with an HTML 308
-        # redirect (routing redirects never reach error handlers); the catch-all answers JSON 404.
-        self.add_url_rule(CREATE_RULE, "create_lead", _create_view, methods=ALL_METHODS,
-                          provide_automatic_options=False, merge_slashes=False)
         register_error_handlers(self, lambda: current_runtime().settings.retry_after_seconds)
         self.record(self._on_register)
         for command in COMMANDS:
@@ -66,9 +61,9 @@ class LeadsBlueprint(Blueprint):
         # The catch-all needs a converter that also takes empty segments ("//"); the host's
         # map gets it under a name of ours before the rule that uses it.
         state.app.url_map.converters.setdefault(REST_CONVERTER, AnyRestConverter)
+        _add_any_method_rule(state, CREATE_RULE, "create_lead", _create_view)
         for rule in (URL_SPACE, URL_SPACE + "/", f"{URL_SPACE}/<{REST_CONVERTER}:rest>"):
-            state.add_url_rule(rule, "not_found", _not_found, methods=ALL_METHODS, provide_automatic_options=False,
-                               merge_slashes=False)
+            _add_any_method_rule(state, rule, "not_found", _not_found)
         name = f"{state.name_prefix}.{state.name}".lstrip(".")
         app = cast(Flask, state.app)
         settings = Settings.resolve(app.config, **self.options)
@@ -77,8 +72,24 @@ class LeadsBlueprint(Blueprint):
         )
         route = runtime.settings.openapi_route
         if route:
-            state.add_url_rule(route, "openapi", _openapi_view, methods=ALL_METHODS,
-                               provide_automatic_options=False, merge_slashes=False)
+            _add_any_method_rule(state, route, "openapi", _openapi_view)
+
+
+def _add_any_method_rule(state: BlueprintSetupState, rule: str, endpoint: str, view: Any) -> None:
+    """``state.add_url_rule`` for a rule that matches every method, and never merges slashes.
+
+    Flask always gives a rule a method list, and werkzeug answers a method outside every
+    list with its own HTML 405 before any error handler runs; the views here answer 405
+    themselves, as JSON with the right ``Allow``.  merge_slashes=False: werkzeug would
+    answer "/api/lead//create/<id>" with an HTML 308 redirect; the catch-all answers 404.
+    """
+    if state.url_prefix is not None:
+        rule = "/".join((state.url_prefix.rstrip("/"), rule.lstrip("/"))) if rule else state.url_prefix
+    name = f"{state.name_prefix}.{state.name}.{endpoint}".lstrip(".")
+    app = state.app
+    app.url_map.add(app.url_rule_class(rule, endpoint=name, methods=None, subdomain=state.subdomain,
+                                       defaults=state.url_defaults or None, merge_slashes=False))
+    app.view_functions[name] = view
 
 
 def _create_view(db_source_id: str) -> Response:

@@ -16,6 +16,7 @@ round-trip instead of validating them.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 
@@ -62,16 +63,39 @@ def has_invisible(value: str) -> bool:
     return bool(_IGNORABLE_NOT_CF.search(value)) or any(unicodedata.category(ch) == "Cf" for ch in value)
 
 
+def canonical_local_part(local: str) -> str | None:
+    """The local part as compared: case and compatibility forms folded; None if it cannot be one.
+
+    ASCII is lower-cased.  Other text gets the UTS #46 mapping the domain gets, then NFC:
+    case is folded (``Σ`` and ``σ`` are one letter; ``ς`` and ``ß`` stay themselves, as in
+    IDNA 2008) and full-width, ligature, superscript and half-width forms become their
+    plain letters (``ａｂｃ``, ``ﬁ``, ``²`` are ``abc``, ``fi``, ``2``).  A quoted local part is refused: it is
+    another spelling of the unquoted one that mail systems handle inconsistently.
+    """
+    if local.startswith('"'):
+        return None
+    if local.isascii():
+        return local.lower()
+    try:
+        return nfc(idna.uts46_remap(local, std3_rules=False, transitional=False))
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return None
+
+
 def canonical_domain(domain: str) -> str | None:
     """The domain's IDNA A-label form, lower-case; None if it is no valid domain.
 
     ``ｅｘａｍｐｌｅ.com``, ``EXAMPLE.com`` and ``example.com`` all give
     ``example.com``; ``bücher.de`` and ``xn--bcher-kva.de`` both give ``xn--bcher-kva.de``.
-    An address literal (``[192.0.2.1]``) is kept as it is, lower-cased.
+    An IPv4 address literal is written in its one standard form (``[192.0.2.1]``); an
+    IPv4 literal with leading zeros and any other literal are refused.
     """
     lowered = domain.lower()
     if lowered.startswith("["):
-        return lowered
+        try:
+            return f"[{ipaddress.IPv4Address(lowered[1:-1])}]" if lowered.endswith("]") else None
+        except ValueError:
+            return None
     if _PLAIN_DOMAIN.fullmatch(lowered) and "--" not in lowered and ".." not in lowered:
         return lowered  # what the UTS #46 mapping would give, without its cost
     try:
@@ -83,14 +107,15 @@ def canonical_domain(domain: str) -> str | None:
 def canonical_email(value: str) -> str | None:
     """The address as stored and compared, or None if it cannot be one mailbox.
 
-    The local part is lower-cased (as the contract stores it); the domain is its
-    IDNA A-label form.  ``value`` is NFC-normalised, trimmed and free of invisible
+    The local part is folded by ``canonical_local_part`` (lower-cased, as the contract
+    stores it); the domain is its IDNA A-label form.  ``value`` is NFC-normalised, trimmed and free of invisible
     characters already (``has_invisible``).
     """
     local, at, domain = value.rpartition("@")
     if not at or not local or not domain:
         return None
+    folded = canonical_local_part(local)
     ascii_domain = canonical_domain(domain)
-    if ascii_domain is None:
+    if folded is None or ascii_domain is None:
         return None
-    return f"{nfc(local.lower())}@{ascii_domain}"
+    return f"{folded}@{ascii_domain}"

@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl
 
 from flask import Request
 from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.formparser import FormDataParser
 from werkzeug.wsgi import get_input_stream
 
@@ -37,12 +38,16 @@ def read_body(request: Request, limit: int) -> bytes:
     stream = get_input_stream(request.environ, max_content_length=None)
     chunks = []
     remaining = limit + 1
-    while remaining > 0:
-        chunk = stream.read(remaining)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        remaining -= len(chunk)
+    try:
+        while remaining > 0:
+            chunk = stream.read(remaining)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+    except (OSError, ValueError, ClientDisconnected):
+        # A malformed chunked encoding, or a client gone mid-body: the body's fault, not ours.
+        raise body_error("Body could not be read (malformed or incomplete transfer).") from None
     body = b"".join(chunks)
     if len(body) > limit:
         raise ApiError(413)
@@ -50,14 +55,20 @@ def read_body(request: Request, limit: int) -> bytes:
 
 
 def check_content_encoding(request: Request) -> None:
-    """415 for a compressed body: it is not decoded (so no decompression bomb can get past the size limit)."""
-    codings = [c.strip().lower() for c in request.headers.get("Content-Encoding", "").split(",") if c.strip()]
-    unsupported = [c for c in codings if c != "identity"]
-    if unsupported:
-        # Name the coding only if it is a registered one: the header is the client's text.
-        named = next((c for c in unsupported if c in KNOWN_CODINGS), None)
-        what = f"Content-Encoding {named}" if named else "this Content-Encoding"
-        raise ApiError(415, f"Unsupported {what}: send the body uncompressed", headers={"Accept-Encoding": "identity"})
+    """415 for a compressed body: it is not decoded (so no decompression bomb can get past the size limit).
+
+    Checks ``Content-Encoding`` and the codings of ``Transfer-Encoding`` other than
+    ``chunked`` (which the WSGI server has already decoded).
+    """
+    for header, plain in (("Content-Encoding", {"identity"}), ("Transfer-Encoding", {"identity", "chunked"})):
+        codings = [c.strip().lower() for c in request.headers.get(header, "").split(",") if c.strip()]
+        unsupported = [c for c in codings if c not in plain]
+        if unsupported:
+            # Name the coding only if it is a registered one: the header is the client's text.
+            named = next((c for c in unsupported if c in KNOWN_CODINGS), None)
+            what = f"{header} {named}" if named else f"this {header}"
+            raise ApiError(415, f"Unsupported {what}: send the body uncompressed",
+                           headers={"Accept-Encoding": "identity"})
 
 
 def lead_fields(request: Request, limit: int) -> dict[str, Any]:

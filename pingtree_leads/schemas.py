@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -136,6 +137,8 @@ class Email(Text):
         # One mailbox, one spelling: no invisible characters, the domain in IDNA form (canonical.py).
         if has_invisible(value):
             raise self.make_error("bad", problem="Contains invisible characters.")
+        if value.startswith('"'):
+            raise self.make_error("bad", problem="Quoted local parts are not accepted.")
         canonical = canonical_email(value)
         try:
             if canonical is None:
@@ -346,6 +349,8 @@ class ValidLead:
 MAX_REPORTED_FIELDS = 20
 #: Longest field name echoed back; a longer (invalid) name is cut and ends with "…".
 MAX_REPORTED_NAME = 100
+#: Most bytes of a refusal's ``data`` (JSON): the answer never grows with the request.
+MAX_REJECTION_BYTES = 6 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -372,6 +377,12 @@ class LeadRejection:
             "errors": {_reported_name(name): self.errors[name] for name in kept},
         }
         if len(names) > MAX_REPORTED_FIELDS or len(listed) > MAX_REPORTED_FIELDS:
+            data["truncated"] = True
+        # Escaped non-ASCII names can still be long: drop entries from the end until it fits.
+        while len(json.dumps(data)) > MAX_REJECTION_BYTES and data["errors"]:
+            last = next(reversed(data["errors"]))
+            del data["errors"][last]
+            data["fields"] = [name for name in data["fields"] if name != last]
             data["truncated"] = True
         return data
 

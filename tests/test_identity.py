@@ -69,6 +69,39 @@ def test_spellings_of_one_mailbox_are_one_lead(poster: Poster, spelled: str) -> 
     assert poster.count() == 1
 
 
+# Compatibility and case forms of a local part, found by attacking the endpoint.
+SAME_LOCAL_PART = {
+    "full-width letters": ("abc@example.com", "ａｂｃ@example.com"),
+    "ligature": ("fin@example.com", "\ufb01n@example.com"),
+    "superscript digit": ("t2@example.com", "t\u00b2@example.com"),
+    "mathematical bold": ("ada@example.com", "\U0001d41a\U0001d41d\U0001d41a@example.com"),
+    "half-width katakana": ("tガ@example.com", "t\uff76\uff9e@example.com"),
+    "greek capital sigma": ("tοδοσ@example.com", "TΟΔΟΣ@example.com"),
+    "upper-case umlaut": ("äbc@example.com", "ÄBC@example.com"),
+    "ipv4 literal case": ("t@[192.0.2.1]", "T@[192.0.2.1]"),
+}
+
+
+@pytest.mark.parametrize(("first", "second"), list(SAME_LOCAL_PART.values()), ids=list(SAME_LOCAL_PART))
+def test_compatibility_forms_of_a_local_part_are_one_mailbox(poster: Poster, first: str, second: str) -> None:
+    assert_envelope(poster.post(lead(email=first)), 201)
+    data = assert_envelope(poster.post(lead(email=second)), 201)
+    assert data["lead_status"] == "duplicate" and data["matched_on"] == ["email"]
+    assert poster.count() == 1
+
+
+@pytest.mark.parametrize(("email", "message"), [
+    ('"abc"@example.com', "Quoted local parts are not accepted."),
+    ('"a.b"@example.com', "Quoted local parts are not accepted."),
+    ("t@[192.000.002.001]", "Not a valid email address."),
+    ("t@[IPv6:2001:db8::1]", "Not a valid email address."),
+])
+def test_other_spellings_of_a_mailbox_are_refused(poster: Poster, email: str, message: str) -> None:
+    data = assert_envelope(poster.post(lead(email=email)), 400)
+    assert data["errors"]["email"] == [message]
+    assert poster.count() == 0
+
+
 @pytest.mark.parametrize(("first", "second"), [("anna@bücher.de", "anna@xn--bcher-kva.de"),
                                                ("anna@xn--bcher-kva.de", "ANNA@BÜCHER.DE"),
                                                ("anna@bu\u0308cher.de", "anna@bücher.de")])

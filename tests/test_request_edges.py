@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from pingtree_leads.schemas import MAX_REPORTED_FIELDS
 
@@ -144,3 +145,86 @@ def test_the_host_keeps_its_own_slash_handling(database: Any) -> None:
     client = app.test_client()
     assert client.get("/host//page").status_code == 308  # werkzeug's default, untouched for the host
     assert client.get("/elsewhere").mimetype == "text/html"
+
+
+# -- found by attacking the fixes over real HTTP ------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["PROPFIND", "FOO", "PURGE", "SEARCH", "QUERY", "MKCOL", "LOCK"])
+def test_any_method_on_the_create_path_is_a_json_405(poster: Poster, method: str) -> None:
+    response = poster.client.open(poster.url, method=method, headers=poster.headers)
+    assert_envelope(response, 405)
+    assert response.headers["Allow"] == "GET, POST"
+
+
+@pytest.mark.parametrize("path", ["/api/lead/zzz", "/api/lead", "/api/lead/"])
+def test_any_method_elsewhere_in_the_url_space_is_a_json_404(poster: Poster, path: str) -> None:
+    assert_envelope(poster.client.open(path, method="PROPFIND"), 404)
+
+
+class BrokenStream(io.RawIOBase):
+    """A request body whose transfer breaks after a few bytes (bad chunk size, client gone)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.sent = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self.sent:
+            self.sent = True
+            buffer[:2] = b'{"'
+            return 2
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [OSError("Invalid chunk header"), ValueError("bad chunk size")])
+def test_a_broken_transfer_is_a_body_error_not_a_500(poster: Poster, error: Exception) -> None:
+    # Straight through WSGI: the test client would try to measure (seek) the stream first.
+    environ = EnvironBuilder(path=poster.url, method="POST", headers={
+        **poster.headers, "Content-Type": "application/json", "Transfer-Encoding": "chunked"}).get_environ()
+    environ.update({"wsgi.input": BrokenStream(error), "wsgi.input_terminated": True})
+    environ.pop("CONTENT_LENGTH", None)
+    body, status, _ = run_wsgi_app(poster.client.application, environ, buffered=True)
+    assert status.startswith("400")
+    answer = json.loads(b"".join(body))
+    assert answer["data"]["errors"] == {"_body": ["Body could not be read (malformed or incomplete transfer)."]}
+    assert poster.count() == 0
+
+
+def test_a_compressed_transfer_encoding_is_415(poster: Poster) -> None:
+    body = gzip.compress(json.dumps(lead()).encode())
+    response = poster.client.post(
+        poster.url, input_stream=io.BytesIO(body), environ_overrides={"wsgi.input_terminated": True},
+        headers={**poster.headers, "Content-Type": "application/json", "Transfer-Encoding": "gzip, chunked"})
+    assert_envelope(response, 415)
+    assert "Transfer-Encoding gzip" in response.get_json()["message"]
+
+
+def _emoji_names(count: int) -> dict[str, str]:
+    return {"\U0001f600" * 99 + chr(65 + i): "x" for i in range(count)}
+
+
+@pytest.mark.parametrize("how", ["json", "form", "query", "multipart"])
+def test_escaped_names_cannot_inflate_the_answer(poster: Poster, how: str) -> None:
+    names = _emoji_names(21) if how != "query" else {"\x01" * 99 + chr(65 + i): "x" for i in range(21)}
+    if how == "json":
+        raw = json.dumps(names, ensure_ascii=False).encode()
+        response = poster.client.post(poster.url, data=raw, headers={**poster.headers,
+                                                                     "Content-Type": "application/json"})
+    elif how == "form":
+        from urllib.parse import urlencode
+        raw = urlencode(names).encode()
+        response = poster.client.post(poster.url, data=raw, headers={
+            **poster.headers, "Content-Type": "application/x-www-form-urlencoded"})
+    elif how == "query":
+        from urllib.parse import urlencode
+        raw = urlencode(names).encode()
+        response = poster.client.get(poster.url + "?" + raw.decode(), headers=poster.headers)
+    else:
+        response = poster.client.post(poster.url, data=names, headers=poster.headers)  # multipart/form-data
+    data = assert_envelope(response, 400)
+    assert data["truncated"] is True
+    assert len(response.get_data()) <= 7 * 1024  # MAX_REJECTION_BYTES plus the envelope
