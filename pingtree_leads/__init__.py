@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pymongo.database import Database
 
 from .blueprint import LeadsBlueprint, create_blueprint
@@ -32,6 +34,6 @@ __all__ = [
 ]
 
 
-def ensure_indexes(database: Database, leads_collection: str = Settings.leads_collection) -> None:
+def ensure_indexes(database: Database[Any], leads_collection: str = Settings.leads_collection) -> None:
     """Create the unique indexes the endpoint relies on (idempotent; raises if refused)."""
     LeadRepository(database, leads_collection).ensure_indexes()

@@ -29,7 +29,7 @@ def bearer_auth(sources: SourceCache, clock: Callable[[], datetime]) -> HTTPToke
     """An ``HTTPTokenAuth`` whose user is the ``SourceConfig`` named in the URL."""
     auth = HTTPTokenAuth(scheme="Bearer")
 
-    @auth.verify_token
+    @auth.verify_token  # type: ignore[untyped-decorator]  # flask-httpauth ships no type hints
     def verify(token: str) -> SourceConfig | None:
         args = request.view_args or {}
         source_id = parse_object_id(args.get("db_source_id", ""))
@@ -44,7 +44,7 @@ def bearer_auth(sources: SourceCache, clock: Callable[[], datetime]) -> HTTPToke
                 return fresh
         return None
 
-    @auth.error_handler
+    @auth.error_handler  # type: ignore[untyped-decorator]
     def unauthorized(status: int) -> Response:
         # For monitoring key guessing: the source id only (already checked to be 24 hex), never the key.
         logger.info("lead refused: no valid key, source=%s", (request.view_args or {}).get("db_source_id"))

@@ -47,7 +47,7 @@ class LeadsBlueprint(Blueprint):
     its runtime from those and the app's config, and keeps it in ``app.extensions``.
     """
 
-    def __init__(self, database: Database, options: dict[str, Any], name: str = DEFAULT_NAME) -> None:
+    def __init__(self, database: Database[Any], options: dict[str, Any], name: str = DEFAULT_NAME) -> None:
         super().__init__(name, __name__, cli_group=CLI_GROUP)
         Settings.resolve(None, **options)  # fail fast on unknown or bad options
         self.database = database
@@ -114,7 +114,7 @@ def _not_found(rest: str = "") -> Response:
     raise ApiError(404)
 
 
-def create_blueprint(database: Database, *, name: str = DEFAULT_NAME, **options: Any) -> LeadsBlueprint:
+def create_blueprint(database: Database[Any], *, name: str = DEFAULT_NAME, **options: Any) -> LeadsBlueprint:
     """A blueprint serving ``POST|GET /api/lead/create/<db_source_id>`` from ``database``.
 
     ``options`` are the settings of ``pingtree_leads.settings.Settings``; they win

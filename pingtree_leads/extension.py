@@ -19,7 +19,7 @@ class PingtreeLeads:
     Keyword options given here are defaults for every ``init_app``.
     """
 
-    def __init__(self, app: Flask | None = None, *, database: Database | None = None, **options: Any) -> None:
+    def __init__(self, app: Flask | None = None, *, database: Database[Any] | None = None, **options: Any) -> None:
         self.database = database
         self.options = options
         if app is not None:
@@ -29,7 +29,7 @@ class PingtreeLeads:
         self,
         app: Flask,
         *,
-        database: Database | None = None,
+        database: Database[Any] | None = None,
         url_prefix: str | None = None,
         name: str = DEFAULT_NAME,
         **options: Any,

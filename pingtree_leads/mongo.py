@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from bson import ObjectId
 from pymongo.database import Database
@@ -11,7 +12,7 @@ from pymongo.write_concern import WriteConcern
 OBJECT_ID_LENGTH = 24  # hex characters
 
 
-def acknowledged(database: Database) -> Database:
+def acknowledged(database: Database[Any]) -> Database[Any]:
     """The database as given, unless it writes unacknowledged: then with w=1."""
     concern = getattr(database, "write_concern", None)
     if isinstance(concern, WriteConcern) and not concern.acknowledged:

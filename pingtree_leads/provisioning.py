@@ -31,7 +31,7 @@ def _check_fields(kind: str, names: Iterable[str], allowed: Sequence[str]) -> li
 
 
 def create_source(
-    database: Database,
+    database: Database[Any],
     name: str,
     *,
     required_fields: Iterable[str] = (),
@@ -76,7 +76,7 @@ def _source_filter(source_id: str | ObjectId) -> dict[str, Any]:
 
 
 def rotate_api_key(
-    database: Database,
+    database: Database[Any],
     source_id: str | ObjectId,
     grace_seconds: float = 0,
     *,
@@ -117,7 +117,7 @@ def rotate_api_key(
 
 
 def set_source_active(
-    database: Database,
+    database: Database[Any],
     source_id: str | ObjectId,
     active: bool,
     *,

@@ -90,8 +90,8 @@ def fingerprint(lead: ValidLead) -> str:
 
 
 class LeadRepository:
-    def __init__(self, database: Database, leads_collection: str) -> None:
-        self.leads: Collection = acknowledged(database)[leads_collection]
+    def __init__(self, database: Database[Any], leads_collection: str) -> None:
+        self.leads: Collection[Any] = acknowledged(database)[leads_collection]
 
     # -- indexes ---------------------------------------------------------------
 

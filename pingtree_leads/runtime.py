@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from flask import Flask, Response, current_app, request
 from pymongo.database import Database
@@ -41,7 +42,7 @@ class LeadsRuntime:
     """
 
     def __init__(
-        self, database: Database, settings: Settings, name: str = EXTENSION_KEY, url_prefix: str = ""
+        self, database: Database[Any], settings: Settings, name: str = EXTENSION_KEY, url_prefix: str = ""
     ) -> None:
         self.name = name
         #: Where the blueprint is mounted ("" for the root): the OpenAPI document's default prefix.

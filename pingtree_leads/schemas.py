@@ -78,7 +78,7 @@ def text_problem(value: str, max_length: int) -> str | None:
     return None
 
 
-class Text(fields.Field):
+class Text(fields.Field[str]):
     """A non-empty string (already trimmed) of at most ``max_length`` characters."""
 
     default_error_messages = {
@@ -292,11 +292,12 @@ class LeadSchema(Schema):
         try:
             self.check_extra_fields(result, data)
         except ValidationError as exc:
-            for name, messages in exc.normalized_messages().items():
+            for name, messages in _flatten(exc.messages).items():
                 errors.setdefault(name, []).extend(messages)
         if errors:
             raise ValidationError(errors)
-        return self.to_lead(result, data)
+        lead: ValidLead = self.to_lead(result, data)
+        return lead
 
     @validates_schema(skip_on_field_errors=False, pass_original=True)
     def check_extra_fields(self, data: dict[str, Any], original: Mapping[str, Any], **kwargs: Any) -> None:
@@ -411,7 +412,7 @@ def schema_for(required: tuple[str, ...], settings: Settings) -> LeadSchema:
     return LeadSchema(required, settings)
 
 
-def _settings(field: fields.Field) -> Settings:
+def _settings(field: fields.Field[Any]) -> Settings:
     parent = field.parent
     return parent.settings if isinstance(parent, LeadSchema) else Settings()
 

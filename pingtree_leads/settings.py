@@ -23,9 +23,9 @@ def utc_now() -> datetime:
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    #: Collection holding the database sources (their config and key hashes).
+    #: Collection[Any] holding the database sources (their config and key hashes).
     sources_collection: str = "database_sources"
-    #: Collection holding accepted leads.
+    #: Collection[Any] holding accepted leads.
     leads_collection: str = "leads"
     #: Accept ``GET`` with the fields in the query string (puts PII into URLs).
     allow_get: bool = True

@@ -11,6 +11,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
+from typing import Any
 
 from bson import ObjectId
 from pymongo.collection import Collection
@@ -46,7 +47,9 @@ class SourceCache:
     endpoint calls when a key does not match a cached source.
     """
 
-    def __init__(self, collection: Collection, ttl: float, size: int, refresh_seconds: float | None = None) -> None:
+    def __init__(
+        self, collection: Collection[Any], ttl: float, size: int, refresh_seconds: float | None = None
+    ) -> None:
         self._collection = collection
         self._ttl = ttl
         self._size = size
