@@ -71,3 +71,10 @@ def test_index_layouts_small_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert set(rows) == {*layouts.LAYOUTS, "duplicate_then_read_by_id"}
     assert all(row["inserts"] == 100 for row in rows.values())
     assert math.isclose(rows["floor"]["mean_vs_floor"], 1.0)
+
+
+def test_load_lead_comparison_small_run(capsys: pytest.CaptureFixture[str]) -> None:
+    # The script asserts that both loaders give the same lead before it times them.
+    medians = load_benchmark("bench_load_lead").main(["--rounds", "2", "--number", "5"])
+    assert set(medians) == {"load_lead", "Schema.load"} and all(v > 0 for v in medians.values())
+    assert "load_lead / Schema.load" in capsys.readouterr().out
