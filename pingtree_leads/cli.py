@@ -9,18 +9,22 @@ never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 from flask.cli import with_appcontext
 from pymongo.errors import OperationFailure, PyMongoError
 
-from .importer import OUTCOMES, ImportFileError, count_rows, import_csv, parse_mapping
+from .importer import OUTCOMES, ImportFileError, ImportSummary, count_rows, import_csv, parse_mapping
 from .mongo import parse_object_id
+from .openapi import YAMLUnavailableError, openapi_document, to_yaml
 from .provisioning import create_source, rotate_api_key, set_source_active
 from .repository import LeadIndexError
 from .runtime import LeadsRuntime, get_runtime
@@ -200,10 +204,42 @@ def ensure_indexes_command() -> None:
 @_blueprint_option
 @with_appcontext
 @click.option("--prefix", default=None, help="Path prefix of the endpoint [default: where the blueprint is mounted].")
-def openapi_command(prefix: str | None) -> None:
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
+              help="Write the document to FILE instead of stdout.")
+@click.option("--format", "fmt", type=click.Choice(["json", "yaml"]), default=None,
+              help="json or yaml (yaml needs PyYAML: the 'yaml' extra) [default: yaml for a FILE ending in "
+                   ".yaml or .yml, else json].")
+def openapi_command(prefix: str | None, output: Path | None, fmt: str | None) -> None:
     """Print the OpenAPI document of the endpoint."""
     rt = runtime()
-    click.echo(rt.openapi_json((rt.url_prefix if prefix is None else prefix).rstrip("/")))
+    path_prefix = (rt.url_prefix if prefix is None else "/" + prefix.strip("/")).rstrip("/")
+    if fmt is None:
+        fmt = "yaml" if output is not None and output.suffix.lower() in (".yaml", ".yml") else "json"
+    if fmt == "yaml":
+        try:
+            text = to_yaml(openapi_document(rt.settings, path_prefix))
+        except YAMLUnavailableError as exc:
+            raise click.ClickException(str(exc)) from None
+    else:
+        text = rt.openapi_json(path_prefix)
+    text = text.rstrip("\n") + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
+    click.echo(f"OpenAPI document ({fmt}) written to {output}", err=True)
+
+
+#: ``import`` exit codes besides 0, 1 (an error: source, file, indexes) and 2 (usage, from click).
+EXIT_NOTHING_IMPORTED = 3  # the file had rows and none was accepted or already imported
+EXIT_DATABASE_ERROR = 4  # the database failed (unreachable, timed out, refused): run it again
+
+
+class _DatabaseError(click.ClickException):
+    exit_code = EXIT_DATABASE_ERROR
 
 
 @click.command("import")
@@ -217,32 +253,139 @@ def openapi_command(prefix: str | None) -> None:
 
 
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=500, show_default=True)
+@click.option("--dry-run", is_flag=True,
+              help="Check every row (fields, duplicates, replays, conflicts against the stored leads); store nothing.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the summary as one JSON object on stdout (progress and warnings go to stderr).")
 @_friendly_errors
 def import_command(
-    source_id: str, csv_file: Path, mappings: tuple[str, ...], rejects: Path | None, batch_size: int
+    source_id: str, csv_file: Path, mappings: tuple[str, ...], rejects: Path | None, batch_size: int,
+    dry_run: bool, as_json: bool,
 ) -> None:
     """Import leads from a CSV file (header row = field names) with the endpoint's rules."""
+    started = time.monotonic()
     rt = runtime()
-    source = source_or_fail(source_id)
-    if not source.is_active:
-        raise click.ClickException(f"source {source_id} is inactive (the endpoint answers 403): activate it first")
     mapping = parse_mapping(mappings)
-    total = count_rows(csv_file)
-    rt.ensure_ready()
-    reject_file = rejects.open("w", encoding="utf-8", newline="") if rejects else None
     try:
-        with click.progressbar(length=total, label="importing", file=sys.stderr) as bar:
+        source = source_or_fail(source_id)
+        if not source.is_active:
+            raise click.ClickException(f"source {source_id} is inactive (the endpoint answers 403): activate it first")
+        total = count_rows(csv_file)
+        if dry_run:
+            _warn_unless_indexed(rt)
+        else:
+            rt.ensure_ready()
+        with _rejects_file(rejects) as reject_file, _Progress(total, "checking" if dry_run else "importing") as bar:
             summary = import_csv(
                 csv_file, source, rt.repository, rt.settings, schema_for(source.required_fields, rt.settings),
                 mapping=mapping, rejects=reject_file, batch_size=batch_size, progress=bar.update,
+                warn=lambda message: click.echo(f"Warning: {message}", err=True), dry_run=dry_run,
             )
-    finally:
-        if reject_file:
-            reject_file.close()
+    except LeadIndexError:
+        raise  # exit 1 with its own message: a setup problem, not a failing server
+    except PyMongoError as exc:
+        again = "" if dry_run else " (an import stores nothing twice)"
+        raise _DatabaseError(
+            f"database error ({type(exc).__name__}): check the server, then run the command again{again}"
+        ) from None
+    _print_summary(summary, source_id, rejects, dry_run, as_json, time.monotonic() - started)
+    if summary.none_taken:
+        click.echo(f"{'a real import would store' if dry_run else 'imported'} nothing: no row was accepted "
+                   "or already imported", err=True)
+        click.get_current_context().exit(EXIT_NOTHING_IMPORTED)
+
+
+def _warn_unless_indexed(rt: LeadsRuntime) -> None:
+    """A dry run creates nothing, not even the indexes; without them its finds scan the collection."""
+    try:
+        rt.repository.check_indexes()
+    except LeadIndexError:
+        click.echo("Warning: the lead indexes are not in place, so this dry run's look-ups scan the collection "
+                   "(a real import creates them first, or refuses with create_indexes=False)", err=True)
+
+
+@contextlib.contextmanager
+def _rejects_file(path: Path | None) -> Iterator[IO[str] | None]:
+    """``--rejects FILE`` opened for writing (or None when not asked for)."""
+    if path is None:
+        yield None
+        return
+    try:
+        handle = path.open("w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise ImportFileError(f"cannot write {path}: {exc.strerror or exc}") from None
+    with handle:
+        yield handle
+
+
+class _Progress:
+    """Rows done/total, rate and ETA on stderr (never stdout): one line redrawn in place
+    on a terminal, otherwise a line every ``every`` seconds; a last line when done."""
+
+    def __init__(self, total: int, label: str, every: float = 10.0) -> None:
+        self.total = total
+        self.label = label
+        self.done = 0
+        self.started = self.shown = time.monotonic()
+        self.tty = sys.stderr.isatty()
+        self.every = 0.2 if self.tty else every
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.show(final=True)
+        elif self.tty and self.done:
+            click.echo(err=True)  # end the line drawn in place before the error
+
+    def update(self, rows: int) -> None:
+        self.done += rows
+        if time.monotonic() - self.shown >= self.every:
+            self.show()
+
+    def show(self, final: bool = False) -> None:
+        self.shown = time.monotonic()
+        elapsed = self.shown - self.started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        line = f"{self.label}: {self.done}/{self.total} rows"
+        if self.total:
+            line += f" ({self.done / self.total:.0%})"
+        line += f", {rate:,.0f} rows/s"
+        if final:
+            line += f", {elapsed:.1f} s"
+        elif rate > 0:
+            line += f", ETA {_duration(max(self.total - self.done, 0) / rate)}"
+        if self.tty:
+            click.echo(f"\r{line}\x1b[K", err=True, nl=final)
+        else:
+            click.echo(line, err=True)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def _print_summary(
+    summary: ImportSummary, source_id: str, rejects: Path | None, dry_run: bool, as_json: bool, elapsed: float
+) -> None:
     counts = summary.as_dict()
+    if as_json:
+        click.echo(json.dumps({
+            "source_id": source_id, "dry_run": dry_run, "rows": summary.rows, "counts": counts,
+            "elapsed_seconds": round(elapsed, 3), "rejects": str(rejects) if rejects else None,
+        }))
+        return
+    if dry_run:
+        click.echo("dry run, nothing stored; the counts a real import would give now")
     click.echo(f"rows: {summary.rows}")
     for name in OUTCOMES:
         click.echo(f"{name}: {counts[name]}")
+    if rejects:
+        click.echo(f"rejected rows written to {rejects}")
+    click.echo(f"elapsed {elapsed:.2f} s")
 
 
 #: Every command, in the order ``flask pingtree-leads --help`` lists them (added to each blueprint's group).

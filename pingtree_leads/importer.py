@@ -3,21 +3,34 @@
 Every row is validated by ``schemas.validate_lead`` with the source's schema and
 stored by ``LeadRepository.store_many`` (the same dedupe and idempotency as the
 HTTP endpoint), in batches.  A row without a ``transaction_id`` gets one derived
-from its content, so importing the same file again stores nothing new.
+from its content, so importing the same file again stores nothing new.  A dry run
+asks ``LeadRepository.predict`` instead, which only reads: each row is judged
+against the stored leads and the rows before it, and nothing is written.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import difflib
+import shlex
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
 from .errors import MESSAGES, LeadStatus
-from .repository import LeadRepository, fingerprint
-from .schemas import DECLARED_FIELDS, EXTRA_NAME, LeadRejection, LeadSchema, ValidLead, validate_lead
+from .repository import LeadRepository, StoreResult, UnwrittenLeads, fingerprint
+from .schemas import (
+    DECLARED_FIELDS,
+    EXTRA_NAME,
+    LEAD_FIELDS,
+    TRUSTED_FORM_FIELDS,
+    LeadRejection,
+    LeadSchema,
+    ValidLead,
+    validate_lead,
+)
 from .settings import Settings
 from .sources import SourceConfig
 
@@ -43,6 +56,11 @@ class ImportSummary:
     def as_dict(self) -> dict[str, int]:
         return {name: self.counts.get(name, 0) for name in OUTCOMES}
 
+    @property
+    def none_taken(self) -> bool:
+        """The file had rows and not one was accepted or already imported (a failed import)."""
+        return self.rows > 0 and not (self.counts["accepted"] or self.counts["already_imported"])
+
 
 def parse_mapping(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     """``--map col=field`` options as {column: field}."""
@@ -57,6 +75,76 @@ def parse_mapping(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     return mapping
 
 
+#: Other names people give the lead fields, normalised as ``_squash`` does.
+ALIASES: dict[str, str] = {
+    **dict.fromkeys(("phone", "phonenumber", "cell", "cellphone", "mobilephone", "mobilenumber", "tel",
+                     "telephone"), "mobile"),
+    **dict.fromkeys(("mail", "emailaddress"), "email"),
+    **dict.fromkeys(("zip", "postcode", "postalcode"), "zip_code"),
+    **dict.fromkeys(("dob", "birthdate", "birthday"), "date_of_birth"),
+    **dict.fromkeys(("fname", "givenname"), "first_name"),
+    **dict.fromkeys(("lname", "surname", "familyname"), "last_name"),
+    **dict.fromkeys(("street", "streetaddress", "addr", "address1"), "address"),
+    "txid": "transaction_id",
+    **{name.lower()[2:]: name for name in TRUSTED_FORM_FIELDS},  # trustedformtoken, ...
+}
+_FIELD_NAMES = (*LEAD_FIELDS, "transaction_id", *TRUSTED_FORM_FIELDS)
+#: Every name a column is compared with, normalised -> the field it stands for.
+_KNOWN_NAMES: dict[str, str] = {**ALIASES, **{name.lower().replace("_", ""): name for name in _FIELD_NAMES}}
+#: Abbreviations match only exactly (``name`` is not ``lname``).
+_TYPO_TARGETS = [name for name in _KNOWN_NAMES if name not in ("fname", "lname", "txid", "tel", "cell", "mail", "addr")]
+
+
+def _squash(name: str) -> str:
+    """A column name compared without case, spaces, dashes or underscores."""
+    return "".join(c for c in name.lower() if c not in " -_")
+
+
+def _edits(a: str, b: str) -> int:
+    """Characters changed between ``a`` and ``b`` along difflib's alignment (an edit distance)."""
+    opcodes = difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
+    return sum(max(i2 - i1, j2 - j1) for tag, i1, i2, j1, j2 in opcodes if tag != "equal")
+
+
+def likely_field(column: str) -> str | None:
+    """The lead field a column name most likely means, if it is a variant or a typo of one.
+
+    Exact after normalisation (``Email``, ``e-mail``, ``first name``, ``zipcode``) or a
+    known alias (``phone``, ``zip``, ``dob``); otherwise within 2 edits of a field or an
+    alias (1 for names of 4 letters, none for shorter ones: ``ip`` is not ``zip``), but
+    never a name with a digit (``address2``) or a field with 2 or more characters added
+    around it (``ip_address``, ``work_email``): those are other fields on purpose.
+    """
+    squashed = _squash(column)
+    if squashed in _KNOWN_NAMES:
+        return _KNOWN_NAMES[squashed]
+    if any(c.isdigit() for c in squashed):
+        return None
+    for known in difflib.get_close_matches(squashed, _TYPO_TARGETS, n=3, cutoff=0.8):
+        allowed = 0 if len(known) <= 3 else 1 if len(known) == 4 else 2
+        if known in squashed and len(squashed) - len(known) >= 2:
+            continue
+        if _edits(squashed, known) <= allowed:
+            return _KNOWN_NAMES[known]
+    return None
+
+
+def column_warnings(header: list[str], columns: list[str], mapping: Mapping[str, str]) -> list[str]:
+    """A warning for each column that is read as an extra field but looks like a lead field."""
+    warnings = []
+    for name, target in zip(header, columns, strict=True):
+        if target in DECLARED_FIELDS or name in mapping:
+            continue
+        field = likely_field(name)
+        if field is None or field in columns:
+            continue
+        kept = ("is stored as the extra field " + repr(name) if EXTRA_NAME.fullmatch(name)
+                else "is not a valid extra field name: every row with a value in it is rejected")
+        warnings.append(f"column {name!r} {kept}; if it holds {field}, "
+                        f"add --map {shlex.quote(f'{name}={field}')}")
+    return warnings
+
+
 def row_transaction_id(lead: ValidLead) -> str:
     """A transaction id derived from the lead as stored (after trimming and normalisation):
     the same lead imports once, whatever the column order, mapping or whitespace."""
@@ -64,9 +152,12 @@ def row_transaction_id(lead: ValidLead) -> str:
 
 
 def count_rows(path: Path) -> int:
-    """Data rows in the file (for the progress bar); raises ImportFileError on a bad encoding."""
+    """Data rows in the file, blank lines not counted (the progress total; the summary's
+    ``rows`` once imported); raises ImportFileError on a bad encoding."""
     with _open(path) as handle:
-        return max(sum(1 for _ in _checked_rows(csv.reader(handle), path)) - 1, 0)
+        rows = _checked_rows(csv.reader(handle), path)
+        next(rows, None)  # the header
+        return sum(1 for values in rows if any(v.strip() for v in values))
 
 
 def _open(path: Path) -> IO[str]:
@@ -115,13 +206,23 @@ def import_csv(
     rejects: IO[str] | None = None,
     batch_size: int = 500,
     progress: Callable[[int], None] = lambda n: None,
+    warn: Callable[[str], None] = lambda message: None,
+    dry_run: bool = False,
 ) -> ImportSummary:
-    """Import ``path`` into ``source``; returns the counts.  Raises ImportFileError or PyMongoError."""
+    """Import ``path`` into ``source``; returns the counts.  Raises ImportFileError or PyMongoError.
+
+    With ``dry_run`` nothing is written to the database: each valid row is judged by
+    ``LeadRepository.predict`` against the stored leads and the rows before it that
+    would be stored, and the counts (and rejects) are those a real import would give now.
+    """
     summary = ImportSummary()
+    unwritten = UnwrittenLeads() if dry_run else None
     with _open(path) as handle:
         reader = csv.reader(handle)
         rows = _checked_rows(reader, path)
         header, columns = _header(rows, path, mapping or {})
+        for message in column_warnings(header, columns, mapping or {}):
+            warn(message)
         writer = None
         if rejects is not None:
             writer = csv.writer(rejects)
@@ -138,7 +239,12 @@ def import_csv(
         def flush() -> None:
             if not batch:
                 return
-            results = repository.store_many(source, [(lead, txid) for _, _, lead, txid in batch], settings.clock())
+            leads = [(lead, txid) for _, _, lead, txid in batch]
+            now = settings.clock()
+            results: list[StoreResult] = (
+                repository.store_many(source, leads, now) if unwritten is None
+                else [repository.predict(source, lead, txid, now, unwritten=unwritten) for lead, txid in leads]
+            )
             for (number, values, _, _), result in zip(batch, results, strict=True):
                 if result.lead_status is LeadStatus.ACCEPT:
                     summary.counts["already_imported" if result.replayed else "accepted"] += 1

@@ -14,7 +14,8 @@ a duplicate; ``check_indexes`` makes sure the order holds):
 
 A duplicate for a source without a window is known from the error alone (the
 index the server names), so it costs no more than an accept; with a window, or
-for a replay, one indexed ``find`` reads the stored lead.  Only plain and sparse
+for a replay, one indexed ``find`` reads the stored lead.  ``predict`` answers what
+``store`` would, with the same judgement and only reads (a dry-run import).  Only plain and sparse
 single-field indexes are used: every MongoDB-compatible planner uses them
 (partial indexes are not always used) and mongomock enforces them (it does not
 enforce uniqueness per element of an array, which rules out one multikey index).
@@ -59,7 +60,8 @@ _KEY_PATTERNS: dict[tuple[str, ...], str] = {
     ("source_id", "transaction_id"): "transaction_id",
     **{(f"dedupe.{field}",): field for field in DEDUPE_FIELDS},
 }
-_LOOKUP_PROJECTION = {"transaction_id": 1, "fingerprint": 1, "dedupe": 1, "created_at": 1}
+_LOOKUP_FIELDS = ("transaction_id", "fingerprint", "dedupe", "created_at")
+_LOOKUP_PROJECTION = dict.fromkeys(_LOOKUP_FIELDS, 1)
 # A released claim can be re-taken by a racing request; after this many rounds give up (503).
 MAX_ATTEMPTS = 5
 DUPLICATE_KEY = 11000
@@ -202,31 +204,74 @@ class LeadRepository:
             return StoreResult(LeadStatus.DUPLICATE, doc["transaction_id"], matched_on=(violated,))
         # The server names the violated index; mongomock does not, so then look
         # at every rule in index order (transaction first, as the contract says).
-        order = [violated] if violated else ["transaction_id", *(f for f in DEDUPE_FIELDS if f in claims)]
-        for rule in order:
-            if rule == "transaction_id":
-                found = self.leads.find_one(
-                    {"source_id": source.id, "transaction_id": doc["transaction_id"]}, _LOOKUP_PROJECTION
-                )
-                if found is not None:
-                    return self._replay(found, doc)
-            elif rule in claims:
-                found = self.leads.find_one({f"dedupe.{rule}": claims[rule]}, _LOOKUP_PROJECTION)
-                if found is None:
-                    continue
-                if found.get("transaction_id") == doc["transaction_id"]:
-                    return self._replay(found, doc)
-                if cutoff is None or as_utc(found["created_at"]) >= cutoff:
-                    return StoreResult(LeadStatus.DUPLICATE, doc["transaction_id"], matched_on=(rule,))
-                theirs = found.get("dedupe") or {}
-                self._release_expired(found["_id"], [f for f in claims if theirs.get(f) == claims[f]], cutoff)
-                return None
+        for rule in [violated] if violated else _rules(claims):
+            if rule != "transaction_id" and rule not in claims:
+                continue
+            found = self._holder(source, doc, rule)
+            if found is None:
+                continue
+            result = _judge(found, doc, rule, cutoff)
+            if result is not None or cutoff is None:  # without a window _judge always decides
+                return result
+            theirs = found.get("dedupe") or {}
+            self._release_expired(found["_id"], [f for f in claims if theirs.get(f) == claims[f]], cutoff)
+            return None
         return None
+
+    def _holder(self, source: SourceConfig, doc: dict[str, Any], rule: str) -> dict[str, Any] | None:
+        """The stored lead holding ``doc``'s key for ``rule`` (one indexed ``find``), or None."""
+        if rule == "transaction_id":
+            query = {"source_id": source.id, "transaction_id": doc["transaction_id"]}
+        else:
+            query = {f"dedupe.{rule}": doc["dedupe"][rule]}
+        found: dict[str, Any] | None = self.leads.find_one(query, _LOOKUP_PROJECTION)
+        return found
+
+    # -- predicting (read-only) ------------------------------------------------
+
+    def predict(
+        self,
+        source: SourceConfig,
+        lead: ValidLead,
+        transaction_id: str,
+        now: datetime,
+        *,
+        unwritten: UnwrittenLeads | None = None,
+    ) -> StoreResult:
+        """What ``store`` would answer for this lead at ``now``, without writing anything.
+
+        Read-only: no insert, no claim taken or released, at most one indexed ``find``
+        per rule (``(source_id, transaction_id)``, then ``dedupe.<field>`` for each of
+        the source's dedupe fields), judged exactly as ``store`` judges a conflict: a
+        stored lead with this transaction id makes it a replay (``accept``,
+        ``replayed``, its ``lead_id``) or a ``conflict``; a claim held inside the
+        source's window a ``duplicate``; a claim past the window does not count
+        (``store`` would release it).  Otherwise ``accept`` with ``lead_id`` None.
+
+        ``unwritten``, when given, holds leads to count as stored (looked at before the
+        database, so a match there costs no read), and a lead predicted ``accept`` is
+        added to it: a dry run of many leads then judges each against the earlier ones
+        as a real import would.  What it cannot know: leads other writers store or
+        claims they release between this call and a real ``store``.
+        """
+        doc = self._document(source, lead, transaction_id, stored_time(now))
+        cutoff = stored_cutoff(source.dedupe_cutoff(now))
+        for rule in _rules(doc["dedupe"]):
+            found = unwritten.holder(source, doc, rule) if unwritten is not None else None
+            if found is None:
+                found = self._holder(source, doc, rule)
+            result = _judge(found, doc, rule, cutoff) if found is not None else None
+            if result is not None:
+                return result
+        if unwritten is not None:
+            unwritten.add(source, doc)
+        return StoreResult(LeadStatus.ACCEPT, transaction_id)
 
     @staticmethod
     def _replay(found: dict[str, Any], doc: dict[str, Any]) -> StoreResult:
         if found.get("fingerprint") == doc["fingerprint"]:
-            return StoreResult(LeadStatus.ACCEPT, doc["transaction_id"], lead_id=str(found["_id"]), replayed=True)
+            lead_id = str(found["_id"]) if "_id" in found else None  # None: an unwritten lead
+            return StoreResult(LeadStatus.ACCEPT, doc["transaction_id"], lead_id=lead_id, replayed=True)
         return StoreResult(LeadStatus.CONFLICT, doc["transaction_id"])
 
     def _release_expired(self, lead_id: ObjectId, fields: list[str], cutoff: datetime) -> None:
@@ -236,6 +281,46 @@ class LeadRepository:
                 {"_id": lead_id, "created_at": {"$lt": cutoff}},
                 {"$unset": {f"dedupe.{field}": "" for field in fields}},
             )
+
+
+class UnwrittenLeads:
+    """Leads that ``LeadRepository.predict`` counts as stored although nothing was written.
+
+    Holds only what the rules compare (transaction id, fingerprint, claims, time), in
+    memory, for one run (a dry-run import; a test-mode request holds none).
+    """
+
+    def __init__(self) -> None:
+        self._holders: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def holder(self, source: SourceConfig, doc: dict[str, Any], rule: str) -> dict[str, Any] | None:
+        """The unwritten lead holding ``doc``'s key for ``rule``, or None."""
+        return self._holders.get(_rule_key(source, doc, rule))
+
+    def add(self, source: SourceConfig, doc: dict[str, Any]) -> None:
+        kept = {name: doc[name] for name in _LOOKUP_FIELDS}  # not the projection: mongomock adds _id to it
+        for rule in _rules(doc["dedupe"]):
+            self._holders[_rule_key(source, doc, rule)] = kept
+
+
+def _rules(claims: dict[str, str]) -> list[str]:
+    """The rules a lead is checked against, in index order: transaction id first, then its claims."""
+    return ["transaction_id", *(f for f in DEDUPE_FIELDS if f in claims)]
+
+
+def _rule_key(source: SourceConfig, doc: dict[str, Any], rule: str) -> tuple[str, str]:
+    return (rule, f"{source.id}\x1f{doc['transaction_id']}" if rule == "transaction_id" else doc["dedupe"][rule])
+
+
+def _judge(found: dict[str, Any], doc: dict[str, Any], rule: str, cutoff: datetime | None) -> StoreResult | None:
+    """What ``found``, the lead holding ``doc``'s key for ``rule``, makes of ``doc``:
+    a replay or conflict (same transaction id), a duplicate (a claim inside the window),
+    or None (a claim past the window: it no longer counts)."""
+    if found.get("transaction_id") == doc["transaction_id"]:
+        return LeadRepository._replay(found, doc)
+    if cutoff is None or as_utc(found["created_at"]) >= cutoff:
+        return StoreResult(LeadStatus.DUPLICATE, doc["transaction_id"], matched_on=(rule,))
+    return None
 
 
 def _violated(pattern: Any) -> str | None:

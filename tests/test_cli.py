@@ -215,7 +215,7 @@ def test_bad_files_fail_clearly(
     result = run(cli_app, "import", src.id, str(path))
     assert "Traceback" not in result.output
     if message is None:
-        assert result.exit_code == 0 and summary(result)["accepted"] == 0
+        assert result.exit_code == 3 and summary(result)["accepted"] == 0  # rows, none accepted (§7)
     else:
         assert result.exit_code == 1 and message in result.output
     assert database["leads"].count_documents({}) == 0
