@@ -8,6 +8,12 @@ in this process, storing its data under ``instance/secantus-data`` so leads
 survive a restart.  SecantusDB is GPL-2.0: only this example imports it, the
 library itself never does.
 
+``create_app()`` without arguments is the app factory of ``flask --app examples.app
+pingtree-leads ...``: it uses ``MONGODB_URI`` if set, else the embedded server of the
+example running now.  A second process cannot open the same database files, so the
+running example writes its server's address to ``instance/server.json`` (removed when
+it stops) and the factory connects there.
+
 On start the app makes sure a demo database source exists (its id and API key
 are kept in ``instance/demo_source.json``: the library stores only key hashes)
 and prints a curl command that posts a lead to it.  Interactive API docs
@@ -16,15 +22,18 @@ and prints a curl command that posts a lead to it.  Interactive API docs
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
 import shlex
 import signal
+import socket
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import click
 from bson import ObjectId
 from flask import Flask
 from pymongo import MongoClient
@@ -34,14 +43,30 @@ from pingtree_leads import LeadsRuntime, PingtreeLeads, create_source, get_runti
 from pingtree_leads.docs_page import create_docs_blueprint
 
 ROOT = Path(__file__).resolve().parent.parent
-INSTANCE = ROOT / "instance"
+#: PINGTREE_INSTANCE moves it (two examples side by side, the tests).
+INSTANCE = Path(os.environ.get("PINGTREE_INSTANCE") or ROOT / "instance").resolve()
 DATA_DIR = INSTANCE / "secantus-data"
 DEMO_SOURCE_FILE = INSTANCE / "demo_source.json"
+#: Where the running example says which embedded server holds its database.
+SERVER_FILE = INSTANCE / "server.json"
 HOST = "127.0.0.1"
+DEFAULT_PORT = 5000
+DEFAULT_DB = "pingtree_example"
+START_HINT = "start the example first (bash examples/quickstart.sh) or set MONGODB_URI"
 
 
-def create_app(database: Database[Any]) -> Flask:
-    """The host app: its own routes, plus the create-lead endpoint and its docs page from the library."""
+class ExampleError(click.ClickException):
+    """A problem the user fixes, said in one line without a traceback (by ``flask`` and by ``main``)."""
+
+
+def create_app(database: Database[Any] | None = None) -> Flask:
+    """The host app: its own routes, plus the create-lead endpoint and its docs page from the library.
+
+    Without ``database`` (as ``flask --app examples.app ...`` calls it) it connects to
+    ``MONGODB_URI``, or else to the database of the example running now.
+    """
+    if database is None:
+        database = database_from_environment()
     app = Flask(__name__)
     PingtreeLeads().init_app(app, database=database)
     # Swagger UI for the document the endpoint serves at /api/lead/openapi.json.
@@ -61,14 +86,66 @@ def create_app(database: Database[Any]) -> Flask:
     return app
 
 
+def running_server() -> dict[str, Any] | None:
+    """What the running example wrote to SERVER_FILE (``uri``, ``database``, ``pid``), if it is still running."""
+    try:
+        saved = json.loads(SERVER_FILE.read_text(encoding="utf-8"))
+        uri, name, pid = str(saved["uri"]), str(saved["database"]), int(saved["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)  # signal 0: is that process alive?
+    except ProcessLookupError:
+        return None  # left behind by an example that was killed
+    except PermissionError:
+        pass  # alive, another user's
+    return {"uri": uri, "database": name, "pid": pid}
+
+
+def database_from_environment() -> Database[Any]:
+    """MONGODB_URI's database, else the running example's; a clear error when there is neither."""
+    uri = os.environ.get("MONGODB_URI")
+    name = os.environ.get("PINGTREE_DB")
+    if not uri:
+        server = running_server()
+        if server is None:
+            raise ExampleError(f"the example is not running (no live {SERVER_FILE}): {START_HINT}")
+        uri, name = server["uri"], name or server["database"]
+    client: MongoClient[dict[str, Any]] = MongoClient(uri, serverSelectionTimeoutMS=5000)
+    return client[name or DEFAULT_DB]
+
+
+def publish_server(uri: str, database_name: str, stack: ExitStack) -> None:
+    """Tell ``flask --app examples.app`` where the embedded server is, until ``stack`` closes."""
+    INSTANCE.mkdir(parents=True, exist_ok=True)
+    tmp = SERVER_FILE.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"uri": uri, "database": database_name, "pid": os.getpid()}) + "\n",
+                   encoding="utf-8")
+    tmp.chmod(0o600)
+    tmp.replace(SERVER_FILE)
+
+    def forget() -> None:
+        saved = running_server()
+        if saved is not None and saved["pid"] == os.getpid():
+            SERVER_FILE.unlink(missing_ok=True)
+
+    stack.callback(forget)
+
+
 def open_database(stack: ExitStack) -> Database[Any]:
     """Connect to MONGODB_URI, or start the embedded SecantusDB server.
 
     Everything opened here is closed by ``stack``: the client first, then the server.
     """
-    name = os.environ.get("PINGTREE_DB", "pingtree_example")
+    name = os.environ.get("PINGTREE_DB") or DEFAULT_DB
     uri = os.environ.get("MONGODB_URI")
     if not uri:
+        other = running_server()
+        if other is not None:  # its server holds the database files: a second one cannot open them
+            raise ExampleError(
+                f"the example is already running (pid {other['pid']}) on the database in {DATA_DIR}: use it, or "
+                "stop it first (Ctrl-C in its terminal)"
+            )
         from secantus import SecantusDBServer  # GPL-2.0: imported only by this example
 
         DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -76,10 +153,37 @@ def open_database(stack: ExitStack) -> Database[Any]:
         server = SecantusDBServer(storage_path=str(DATA_DIR), port=0, durable=True)
         stack.enter_context(server)  # start() now, stop() (checkpoint + close) on exit
         uri = server.uri
+        publish_server(uri, name, stack)
         print(f"Embedded SecantusDB at {uri} (data in {DATA_DIR})", flush=True)
     client: MongoClient[dict[str, Any]] = MongoClient(uri)
     stack.callback(client.close)
     return client[name]
+
+
+def port_from_environment() -> int:
+    text = os.environ.get("PORT") or str(DEFAULT_PORT)
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise ExampleError(f"PORT must be a number from 1 to 65535, got {text!r}")
+    return port
+
+
+def check_port_free(port: int) -> None:
+    """A clear error, before the database starts, when the app could not listen on ``port``."""
+    other = port + 1 if port < 65535 else DEFAULT_PORT + 1
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug does
+        try:
+            probe.bind((HOST, port))
+        except OSError as exc:
+            busy = exc.errno == errno.EADDRINUSE
+            why = "is in use by another program" if busy else f"cannot be used ({exc.strerror})"
+            raise ExampleError(
+                f"port {port} on {HOST} {why}. Pick another port: PORT={other} bash examples/quickstart.sh"
+            ) from None
 
 
 def ensure_demo_source(database: Database[Any], runtime: LeadsRuntime) -> tuple[str, str]:
@@ -125,7 +229,16 @@ def ignore_stop_signals() -> None:
 
 
 def main() -> None:
-    port = int(os.environ.get("PORT", "5000"))
+    try:
+        run()
+    except ExampleError as exc:
+        exc.show()  # "Error: ..." on stderr
+        raise SystemExit(exc.exit_code) from None
+
+
+def run() -> None:
+    port = port_from_environment()
+    check_port_free(port)  # before the database starts: a busy port says what to do, not a traceback
     # Ctrl-C (SIGINT) and `kill` (SIGTERM) both stop the server the same way, so the
     # database is closed cleanly; SIGINT is set explicitly because a shell starting
     # us in the background hands it down ignored.
@@ -146,6 +259,8 @@ def main() -> None:
             'Run the same command again: it answers 201 with "lead_status": "duplicate"\n'
             "(a new transaction_id is generated each time, but the email matches).\n\n"
             f"Interactive API docs: http://{HOST}:{port}/docs\n"
+            "Manage sources while it runs (from the repository root):\n"
+            "  .venv/bin/flask --app examples.app pingtree-leads list-sources\n"
             "Press Ctrl-C to stop.\n",
             flush=True,
         )

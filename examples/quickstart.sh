@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Quick start: make .venv, install pingtree_leads with the example's extras, run examples/app.py.
 #   bash examples/quickstart.sh
-# Needs only Python 3.10+ with pip and venv. Env: PYTHON (default python3), PORT, MONGODB_URI, PINGTREE_DB.
+# Needs only Python 3.10+ with pip and venv. Env: PYTHON (default python3), PORT, MONGODB_URI, PINGTREE_DB,
+# PINGTREE_INSTANCE. A busy port is reported with the fix (PORT=5001 bash examples/quickstart.sh).
+# While it runs: .venv/bin/flask --app examples.app pingtree-leads list-sources (see examples/README.md).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

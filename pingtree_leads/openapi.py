@@ -11,7 +11,7 @@ from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from marshmallow import fields
+from marshmallow import ValidationError, fields
 
 from .errors import (
     ACCEPTED_MESSAGE,
@@ -23,7 +23,15 @@ from .errors import (
     REPLAYED_MESSAGE,
     LeadStatus,
 )
-from .schemas import DEDUPE_FIELDS, LATIN_LETTERS, LEAD_FIELDS, REQUIRED_MESSAGE, TRUSTED_FORM_FIELDS, LeadSchema
+from .schemas import (
+    DEDUPE_FIELDS,
+    LATIN_LETTERS,
+    LEAD_FIELDS,
+    REQUIRED_MESSAGE,
+    TRUSTED_FORM_FIELDS,
+    US_STATES,
+    LeadSchema,
+)
 from .settings import Settings
 from .version import __version__
 
@@ -31,8 +39,36 @@ OPENAPI_VERSION = "3.0.3"
 SOURCE_ID = "6566f0c2a1b2c3d4e5f60718"
 LEAD_ID = "6566f0c2a1b2c3d4e5f6071f"
 
+#: The request body Swagger UI's "Try it out" starts from (it sends an example as it is).
+#: No transaction_id: the server generates a new one per request, so a second try is not a
+#: replay and never a 409.  No mobile: a source deduplicating on email and mobile then
+#: takes the lead again once the email is changed.  The email cannot be left out (sources
+#: commonly require it): a second try with it unchanged answers 201 "duplicate".
+REQUEST_EXAMPLE: dict[str, str] = {
+    "first_name": "Ada", "last_name": "Lovelace", "email": "ada.lovelace@example.com",
+    "state": "NY", "zip_code": "10001",
+}
+REQUEST_EXAMPLE_NOTE = (
+    "The example has no transaction_id, so the server generates one and trying it twice is never a replay "
+    "or a 409. Its email is fixed: on a source that deduplicates on email, the second try answers 201 with "
+    "lead_status \"duplicate\" (nothing stored); change the email to store another lead."
+)
 
-def _field_rule(converter: Any, field: fields.Field, **kwargs: Any) -> dict[str, Any]:
+
+class YAMLUnavailableError(RuntimeError):
+    """YAML output was asked for but PyYAML is not installed."""
+
+
+def _rule_errors(values: dict[str, str]) -> dict[str, list[str]]:
+    """The server's own messages for ``values`` (so the examples cannot drift from the rules)."""
+    try:
+        LeadSchema().load_lead(values)
+    except ValidationError as exc:
+        return {name: list(messages) for name, messages in exc.messages_dict.items()}
+    raise AssertionError(f"{values!r} is valid")  # pragma: no cover - a broken example
+
+
+def _field_rule(converter: Any, field: fields.Field[Any], **kwargs: Any) -> dict[str, Any]:
     openapi = getattr(field, "openapi", None)
     return openapi() if callable(openapi) else {}
 
@@ -68,8 +104,10 @@ def _error(code: int, headers: dict[str, Any] | None = None, **examples: dict[st
     return response
 
 
-def _responses(settings: Settings) -> dict[str, Any]:
+def _responses(settings: Settings, has_body: bool) -> dict[str, Any]:
+    """Every outcome of one operation; 413 and 415 only where there is a body (POST)."""
     allow = "GET, POST" if settings.allow_get else "POST"
+    invalid = _rule_errors({"state": "XX", "zip_code": "1234"})
     rejection = {
         "missingField": _example(
             "error", MISSING_FIELD_MESSAGE,
@@ -78,16 +116,16 @@ def _responses(settings: Settings) -> dict[str, Any]:
         ),
         "invalidField": _example(
             "error", INVALID_FIELD_MESSAGE,
-            {"lead_status": LeadStatus.INVALID_FIELD.value, "fields": ["zip_code"],
-             "errors": {"zip_code": ["Must be exactly 5 digits."]}},
+            {"lead_status": LeadStatus.INVALID_FIELD.value, "fields": list(invalid), "errors": invalid},
         ),
-        "invalidBody": _example(
+    }
+    if has_body:
+        rejection["invalidBody"] = _example(
             "error", BODY_ERROR_MESSAGE,
             {"lead_status": LeadStatus.INVALID_FIELD.value, "fields": [],
              "errors": {"_body": ["Body must be a JSON object."]}},
-        ),
-    }
-    return {
+        )
+    responses: dict[str, Any] = {
         "201": {
             "description": "Accepted (stored), a duplicate (not stored), or a replay of an accepted transaction_id.",
             "content": {
@@ -117,11 +155,13 @@ def _responses(settings: Settings) -> dict[str, Any]:
         "404": _error(404),
         "405": _error(405, {"Allow": {"schema": {"type": "string", "example": allow}}}),
         "409": _error(409, conflict=_example("error", MESSAGES[409], {"transaction_id": "tx-1001"})),
-        "413": _error(413),
-        "415": _error(415),
         "500": _error(500),
         "503": _error(503, {"Retry-After": {"schema": {"type": "integer", "example": settings.retry_after_seconds}}}),
     }
+    if has_body:  # the size limit and the content type concern a body: a GET has none
+        responses["413"] = _error(413)
+        responses["415"] = _error(415)
+    return dict(sorted(responses.items()))
 
 
 def openapi_document(settings: Settings | None = None, path_prefix: str = "") -> dict[str, Any]:
@@ -156,6 +196,10 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
     if settings.city_allow_punctuation:
         letters = LATIN_LETTERS
         lead_schema["properties"]["city"]["pattern"] = f"^[{letters}]+(?:[ .'-]+[{letters}]+)*\\.?$"
+    state = lead_schema["properties"]["state"]
+    state["description"] = (
+        state.get("description", "").rstrip(".") + ". USPS codes accepted: " + ", ".join(sorted(US_STATES)) + "."
+    )
     for name in ("mobile", "zip_code"):  # a JSON integer is also accepted
         as_string = lead_schema["properties"][name]
         lead_schema["properties"][name] = {
@@ -198,15 +242,14 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
             "security": [{"bearer": []}],
             "requestBody": {
                 "required": True,
+                "description": REQUEST_EXAMPLE_NOTE,
                 "content": {
-                    "application/json": {"schema": body_ref, "example": {
-                        "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
-                        "mobile": "5551234567", "state": "NY", "zip_code": "10001", "transaction_id": "tx-1001"}},
+                    "application/json": {"schema": body_ref, "example": REQUEST_EXAMPLE},
                     "application/x-www-form-urlencoded": {"schema": body_ref},
                     "multipart/form-data": {"schema": body_ref},
                 },
             },
-            "responses": _responses(settings),
+            "responses": _responses(settings, has_body=True),
         }
     }
     if settings.allow_get:
@@ -220,8 +263,19 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
                  **({"description": prop["description"]} if "description" in prop else {})}
                 for name, prop in lead_schema["properties"].items()
             ],
-            "responses": _responses(settings),
+            "responses": _responses(settings, has_body=False),
         }
     spec.path(path=f"{path_prefix}/api/lead/create/{{db_source_id}}",
               parameters=[source_id], operations=operations)
     return spec.to_dict()
+
+
+def to_yaml(document: dict[str, Any]) -> str:
+    """``document`` as YAML text (keys in the document's order); needs PyYAML (the ``yaml`` extra)."""
+    try:
+        import yaml
+    except ImportError:
+        raise YAMLUnavailableError(
+            "YAML output needs PyYAML: pip install 'pingtree-leads[yaml]' (or ask for JSON)"
+        ) from None
+    return str(yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False))

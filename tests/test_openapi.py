@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 from openapi_spec_validator import validate
 
-from pingtree_leads import Settings
-from pingtree_leads.openapi import openapi_document
-from pingtree_leads.schemas import LEAD_FIELDS, TRUSTED_FORM_FIELDS
+from pingtree_leads import PingtreeLeads, Settings, create_blueprint
+from pingtree_leads.openapi import REQUEST_EXAMPLE, openapi_document
+from pingtree_leads.schemas import LEAD_FIELDS, TRUSTED_FORM_FIELDS, US_STATES
 
 from .conftest import Poster, assert_envelope, lead, make_app
 
 CONTRACT_STATUSES = {"201", "400", "401", "403", "404", "405", "409", "413", "415", "500", "503"}
+#: 413 (size limit) and 415 (content type) concern a request body: GET has none.
+GET_STATUSES = CONTRACT_STATUSES - {"413", "415"}
 
 
 @pytest.mark.parametrize(
@@ -26,9 +32,9 @@ def test_document_is_valid_openapi(settings: Settings) -> None:
 def test_every_contract_outcome_is_documented_with_an_example() -> None:
     doc = openapi_document()
     (path,) = doc["paths"].values()
-    for method in ("post", "get"):
+    for method, statuses in (("post", CONTRACT_STATUSES), ("get", GET_STATUSES)):
         responses = path[method]["responses"]
-        assert set(responses) == CONTRACT_STATUSES
+        assert set(responses) == statuses, method
         for status, response in responses.items():
             examples = response["content"]["application/json"]["examples"]
             assert examples, status
@@ -104,3 +110,132 @@ def test_document_route_answers_json_405_to_other_methods(client: Any) -> None:
         response = client.open("/api/lead/openapi.json", method=method)
         assert_envelope(response, 405)
         assert response.headers["Allow"] == "GET, HEAD"
+
+
+def test_get_lists_no_body_outcomes_and_never_answers_them(poster: Poster) -> None:
+    (path,) = openapi_document()["paths"].values()
+    assert not {"413", "415"} & set(path["get"]["responses"])
+    assert "invalidBody" not in path["get"]["responses"]["400"]["content"]["application/json"]["examples"]
+    # What GET ignores: a body, its content type, its size (the fields come from the query string).
+    response = poster.client.get(poster.url, query_string={"email": "get.body@example.com"}, headers=poster.headers,
+                                 data=b"x" * 100_000, content_type="application/zip")
+    assert assert_envelope(response, 201)["lead_status"] == "accept"
+
+
+def test_request_example_tried_twice_is_neither_a_replay_nor_a_conflict(poster: Poster) -> None:
+    (path,) = openapi_document()["paths"].values()
+    body = path["post"]["requestBody"]
+    example = body["content"]["application/json"]["example"]
+    assert example == REQUEST_EXAMPLE
+    assert "transaction_id" not in example and "mobile" not in example
+    assert "duplicate" in body["description"] and "transaction_id" in body["description"]
+    # What Swagger UI's "Try it out" does: send the example as it is, twice.
+    first = assert_envelope(poster.post(example), 201)
+    second = assert_envelope(poster.post(example), 201)
+    assert first["lead_status"] == "accept" and "replayed" not in first
+    assert second["lead_status"] == "duplicate" and second["matched_on"] == ["email"]
+    assert second["transaction_id"] != first["transaction_id"]
+    # Changing only the email stores the lead again (the example carries no mobile to match on).
+    third = assert_envelope(poster.post({**example, "email": "ada.2@example.com"}), 201)
+    assert third["lead_status"] == "accept" and poster.count() == 2
+
+
+def test_state_names_the_usps_codes_and_the_invalid_example_is_the_real_answer(poster: Poster) -> None:
+    doc = openapi_document()
+    state = doc["components"]["schemas"]["LeadInput"]["properties"]["state"]
+    assert "USPS" in state["description"]
+    assert all(code in state["description"] for code in US_STATES)
+    (path,) = doc["paths"].values()
+    parameter = next(p for p in path["get"]["parameters"] if p["name"] == "state")
+    assert parameter["description"] == state["description"]
+    example = path["post"]["responses"]["400"]["content"]["application/json"]["examples"]["invalidField"]["value"]
+    real = assert_envelope(poster.post({"state": "XX", "zip_code": "1234"}), 400)
+    assert example["data"] == real
+    assert "USPS" in real["errors"]["state"][0]
+
+
+# -- flask pingtree-leads openapi ----------------------------------------------------------------
+
+def cli(app: Flask, *args: str) -> Any:
+    return app.test_cli_runner().invoke(args=["pingtree-leads", "openapi", *args])
+
+
+PARTNERS = "/partners/api/lead/create/{db_source_id}"
+
+
+@pytest.mark.parametrize("mount", ["init_app", "register_blueprint"])
+def test_cli_document_defaults_to_where_the_blueprint_is_mounted(database: Any, mount: str) -> None:
+    app = Flask("partners_host")
+    if mount == "init_app":
+        PingtreeLeads().init_app(app, database=database, url_prefix="/partners")
+    else:
+        app.register_blueprint(create_blueprint(database), url_prefix="/partners")
+    result = cli(app)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    validate(doc)
+    assert list(doc["paths"]) == [PARTNERS]
+    # The same paths the running app serves, and the served document agrees.
+    assert app.test_client().get("/partners/api/lead/openapi.json").get_json() == doc
+    assert list(json.loads(cli(app, "--prefix", "/other/").stdout)["paths"]) == [
+        "/other/api/lead/create/{db_source_id}"]
+    assert list(json.loads(cli(app, "--prefix", "").stdout)["paths"]) == ["/api/lead/create/{db_source_id}"]
+
+
+@pytest.fixture
+def partners_app(database: Any) -> Flask:
+    app = Flask("partners_host")
+    PingtreeLeads().init_app(app, database=database, url_prefix="/partners")
+    return app
+
+
+def test_cli_writes_json_or_yaml_to_a_file(partners_app: Flask, tmp_path: Path) -> None:
+    yaml = pytest.importorskip("yaml")
+    as_json = tmp_path / "spec.json"
+    result = cli(partners_app, "--output", str(as_json))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert str(as_json) in result.stderr
+    doc = json.loads(as_json.read_text(encoding="utf-8"))
+    validate(doc)
+    assert list(doc["paths"]) == [PARTNERS]
+    # YAML: by --format, or by the file's suffix; the same document either way.
+    for args, target in ((["--format", "yaml", "-o", str(tmp_path / "a.txt")], tmp_path / "a.txt"),
+                         (["-o", str(tmp_path / "b.yaml")], tmp_path / "b.yaml"),
+                         (["-o", str(tmp_path / "c.YML")], tmp_path / "c.YML")):
+        result = cli(partners_app, *args)
+        assert result.exit_code == 0, result.output
+        text = target.read_text(encoding="utf-8")
+        assert text.startswith(("openapi:", "paths:", "info:")) and not text.lstrip().startswith("{")
+        assert yaml.safe_load(text) == doc
+    # --format wins over the suffix.
+    assert cli(partners_app, "--format", "json", "-o", str(tmp_path / "d.yaml")).exit_code == 0
+    assert json.loads((tmp_path / "d.yaml").read_text(encoding="utf-8")) == doc
+
+
+def test_cli_prints_yaml_to_stdout(partners_app: Flask) -> None:
+    yaml = pytest.importorskip("yaml")
+    result = cli(partners_app, "--format", "yaml")
+    assert result.exit_code == 0, result.output
+    doc = yaml.safe_load(result.stdout)
+    validate(doc)
+    assert doc == json.loads(cli(partners_app).stdout)
+
+
+def test_cli_yaml_without_pyyaml_says_how_to_get_it(partners_app: Flask, monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "yaml", None)  # import yaml -> ImportError
+    target = tmp_path / "spec.yaml"
+    result = cli(partners_app, "-o", str(target))
+    assert result.exit_code == 1
+    assert "pip install 'pingtree-leads[yaml]'" in result.output and "Traceback" not in result.output
+    assert not target.exists()
+    assert cli(partners_app, "--format", "json").exit_code == 0  # JSON never needs it
+
+
+def test_cli_bad_output_or_format_is_one_line(partners_app: Flask, tmp_path: Path) -> None:
+    result = cli(partners_app, "-o", str(tmp_path / "no" / "such" / "dir" / "spec.json"))
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: cannot write") and "Traceback" not in result.output
+    assert cli(partners_app, "--format", "xml").exit_code == 2
+    assert cli(partners_app, "-o", str(tmp_path)).exit_code == 2  # a directory
