@@ -8,6 +8,7 @@ from pymongo.database import Database
 
 from .blueprint import LeadsBlueprint, create_blueprint
 from .extension import PingtreeLeads
+from .migration import MigrationReport, migrate_storage
 from .provisioning import create_source, rotate_api_key, set_source_active
 from .repository import LeadIndexError, LeadRepository
 from .runtime import EXTENSION_KEY, AppRuntimes, LeadsRuntime, get_runtime
@@ -22,6 +23,7 @@ __all__ = [
     "LeadIndexError",
     "LeadsBlueprint",
     "LeadsRuntime",
+    "MigrationReport",
     "PingtreeLeads",
     "Settings",
     "__version__",
@@ -29,6 +31,7 @@ __all__ = [
     "create_source",
     "ensure_indexes",
     "get_runtime",
+    "migrate_storage",
     "rotate_api_key",
     "set_source_active",
 ]

@@ -23,6 +23,7 @@ from flask.cli import with_appcontext
 from pymongo.errors import OperationFailure, PyMongoError
 
 from .importer import OUTCOMES, ImportFileError, ImportSummary, count_rows, import_csv, parse_mapping
+from .migration import migrate_storage
 from .mongo import parse_object_id
 from .openapi import YAMLUnavailableError, openapi_document, to_yaml
 from .provisioning import create_source, rotate_api_key, set_source_active
@@ -198,6 +199,19 @@ def ensure_indexes_command() -> None:
             "another shape, or leads that already break a unique rule, must be removed first"
         ) from None
     click.echo(f"indexes in place on {runtime().repository.leads.full_name}")
+
+
+@click.command("migrate-storage")
+@_blueprint_option
+@with_appcontext
+@_friendly_errors
+def migrate_storage_command() -> None:
+    """Move the leads collection to the shard-ready claims layout (stop the writers first)."""
+    rt = runtime()
+    report = migrate_storage(rt.database, rt.settings.leads_collection)
+    click.echo(f"leads rewritten: {report.leads_rewritten}")
+    click.echo(f"old indexes dropped: {', '.join(report.indexes_dropped) or 'none'}")
+    click.echo(f"indexes in place on {rt.repository.leads.full_name}")
 
 
 @click.command("openapi")
@@ -391,5 +405,6 @@ def _print_summary(
 #: Every command, in the order ``flask pingtree-leads --help`` lists them (added to each blueprint's group).
 COMMANDS: tuple[click.Command, ...] = (
     create_source_command, list_sources, rotate_key, activate, deactivate, ensure_indexes_command,
+    migrate_storage_command,
     openapi_command, import_command,
 )

@@ -1,24 +1,28 @@
-"""Storing leads in MongoDB; deduplication and idempotency by unique indexes.
+"""Storing leads in MongoDB; deduplication and idempotency by one unique index.
 
-An accepted lead costs one ``insert``: the insert itself is the check.  Three
-unique indexes carry the rules, created in this order (the server reports the
-first index an insert violates, in this order, so a replay is recognised before
-a duplicate; ``check_indexes`` makes sure the order holds):
+An accepted lead costs one ``insert``: the insert itself is the check.  Every rule
+is a *claim* in the lead's ``claims`` array, and one unique multikey index,
+``(source_id, claims)``, holds them all (uniqueness holds per array element):
 
-* ``(source_id, transaction_id)``: one lead per transaction id and source;
-* ``dedupe.email`` and ``dedupe.mobile`` (sparse): a claim, a hash of source id,
-  field and value, set only for the source's ``dedupe_fields``.  A claim older
-  than the source's window is released (``$unset``) when a new lead needs it,
-  so an expired match never blocks, also under races: whoever re-inserts first
-  wins and the others meet the new claim.
+* ``-<transaction_id>``: one lead per transaction id and source;
+* ``<field>:<hash>`` for each of the source's ``dedupe_fields`` the lead has: a hash
+  of source id, field and value, so the index holds no PII.
 
-A duplicate for a source without a window is known from the error alone (the
-index the server names), so it costs no more than an accept; with a window, or
-for a replay, one indexed ``find`` reads the stored lead.  ``predict`` answers what
-``store`` would, with the same judgement and only reads (a dry-run import).  Only plain and sparse
-single-field indexes are used: every MongoDB-compatible planner uses them
-(partial indexes are not always used) and mongomock enforces them (it does not
-enforce uniqueness per element of an array, which rules out one multikey index).
+The array is kept sorted, and ``-`` sorts before every field name, so the server
+reports the transaction claim first when a post breaks several rules (mongod reports
+the first key in index order, SecantusDB the first in array order: both agree), and
+a replay is recognised before a duplicate; between fields the alphabetical first
+is reported (``email`` before ``mobile``).  A claim older than the source's window
+is released (``$pull``) when a new lead needs it, so an expired match never blocks,
+also under races: whoever re-inserts first wins and the others meet the new claim.
+The transaction claim is never released, so the array is never empty.
+
+The index starts with ``source_id`` and uses neither ``sparse`` nor a partial filter,
+so the collection can be sharded on ``{source_id: 1}`` (docs/operations.md) and every
+planner uses it.  A duplicate for a source without a window is known from the error
+alone (the claim the server names), so it costs no more than an accept; with a window,
+or for a replay, one indexed ``find`` reads the stored lead.  ``predict`` answers what
+``store`` would, with the same judgement and only reads (a dry-run import).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -38,29 +42,21 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from .errors import LeadStatus
 from .mongo import acknowledged, as_utc, stored_cutoff, stored_time
-from .schemas import DEDUPE_FIELDS, ValidLead
+from .schemas import ValidLead
 from .sources import SourceConfig
 from .transient import ContentionError
 
-# Servers report the first unique index an insert breaks: mongod in creation order,
-# SecantusDB in name order.  Names that sort in creation order make both agree.
-TRANSACTION_INDEX = "pingtree_1_transaction"
-DEDUPE_INDEX = {field: f"pingtree_{n}_dedupe_{field}" for n, field in enumerate(DEDUPE_FIELDS, start=2)}
-
-#: name -> (keys, options), in the order they must be created.
+#: The one unique index every rule of the leads collection lives in.
+CLAIMS_INDEX = "pingtree_claims"
+#: name -> (keys, options).
 IndexSpec = tuple[list[tuple[str, int]], dict[str, Any]]
 LEAD_INDEXES: dict[str, IndexSpec] = {
-    TRANSACTION_INDEX: ([("source_id", ASCENDING), ("transaction_id", ASCENDING)], {"unique": True}),
-    **{
-        name: ([(f"dedupe.{field}", ASCENDING)], {"unique": True, "sparse": True})
-        for field, name in DEDUPE_INDEX.items()
-    },
+    CLAIMS_INDEX: ([("source_id", ASCENDING), ("claims", ASCENDING)], {"unique": True}),
 }
-_KEY_PATTERNS: dict[tuple[str, ...], str] = {
-    ("source_id", "transaction_id"): "transaction_id",
-    **{(f"dedupe.{field}",): field for field in DEDUPE_FIELDS},
-}
-_LOOKUP_FIELDS = ("transaction_id", "fingerprint", "dedupe", "created_at")
+#: The indexes of the layout before claims (pingtree_leads 0.1): not shard-ready.
+OLD_INDEXES = ("pingtree_1_transaction", "pingtree_2_dedupe_email", "pingtree_3_dedupe_mobile")
+TRANSACTION_RULE = "transaction_id"
+_LOOKUP_FIELDS = ("transaction_id", "fingerprint", "claims", "created_at")
 _LOOKUP_PROJECTION = dict.fromkeys(_LOOKUP_FIELDS, 1)
 # A released claim can be re-taken by a racing request; after this many rounds give up (503).
 MAX_ATTEMPTS = 5
@@ -80,9 +76,32 @@ class StoreResult:
     matched_on: tuple[str, ...] = ()
 
 
-def dedupe_claim(source_id: ObjectId, field: str, value: str) -> str:
+def claim_hash(source_id: ObjectId, field: str, value: str) -> str:
     """A per-source key for a dedupe value; a hash, so the index holds no PII."""
     return hashlib.sha256(f"{source_id}\x1f{field}\x1f{value}".encode()).hexdigest()[:32]
+
+
+def dedupe_claim(source_id: ObjectId, field: str, value: str) -> str:
+    """The claim a lead holds for one dedupe value: ``<field>:<hash>``."""
+    return f"{field}:{claim_hash(source_id, field, value)}"
+
+
+def transaction_claim(transaction_id: str) -> str:
+    """The claim a lead holds for its transaction id (ids never hold ``:``; fields never start with ``-``)."""
+    return "-" + transaction_id
+
+
+def claim_rule(claim: str) -> str:
+    """The rule a claim stands for: ``transaction_id`` or the dedupe field's name."""
+    return TRANSACTION_RULE if claim.startswith("-") else claim.split(":", 1)[0]
+
+
+def lead_claims(source: SourceConfig, transaction_id: str, fields: dict[str, Any]) -> dict[str, str]:
+    """rule -> claim for one lead, in the order the server reports them (transaction first)."""
+    claims = {
+        field: dedupe_claim(source.id, field, fields[field]) for field in source.dedupe_fields if field in fields
+    }
+    return {TRANSACTION_RULE: transaction_claim(transaction_id), **dict(sorted(claims.items(), key=lambda i: i[1]))}
 
 
 def fingerprint(lead: ValidLead) -> str:
@@ -98,27 +117,37 @@ class LeadRepository:
     # -- indexes ---------------------------------------------------------------
 
     def ensure_indexes(self) -> None:
-        """Create the unique indexes (idempotent); raise if the server refuses."""
+        """Create the unique index (idempotent); raise if the server refuses or the old layout is there."""
+        self._refuse_old_layout(self.leads.index_information())
         for name, (keys, options) in LEAD_INDEXES.items():
             self.leads.create_index(keys, name=name, **options)
         self.check_indexes()
 
     def check_indexes(self) -> None:
-        """Raise ``LeadIndexError`` unless every lead index exists, with its shape, in its order."""
+        """Raise ``LeadIndexError`` unless the claims index exists with its shape (and no old layout)."""
         info = self.leads.index_information()
-        order = [name for name in info if name in LEAD_INDEXES]
-        if order != [name for name in LEAD_INDEXES if name in info]:
-            raise LeadIndexError(f"the lead indexes on {self.leads.full_name} are in another order than "
-                                 f"{', '.join(LEAD_INDEXES)}: drop them and run ensure-indexes")
+        self._refuse_old_layout(info)
         for name, (keys, options) in LEAD_INDEXES.items():
             found = info.get(name)
             if (
                 found is None
                 or [tuple(k) for k in found["key"]] != [tuple(k) for k in keys]
                 or any(bool(found.get(opt)) != value for opt, value in options.items())
+                or found.get("sparse")
+                or "partialFilterExpression" in found
             ):
                 raise LeadIndexError(f"index {name!r} is missing or has another shape on {self.leads.full_name}: "
                                      "create the indexes with ensure-indexes")
+
+    def _refuse_old_layout(self, info: Mapping[str, Any]) -> None:
+        old = [name for name, spec in info.items()
+               if name in OLD_INDEXES or any(key.startswith("dedupe.") for key, _ in spec["key"])]
+        if old:
+            raise LeadIndexError(
+                f"{self.leads.full_name} has the index layout of pingtree_leads 0.1 ({', '.join(old)}), which cannot "
+                "be sharded: stop the writers and run 'flask pingtree-leads migrate-storage' "
+                "(or pingtree_leads.migrate_storage(database)) to move it to the claims layout"
+            )
 
     # -- storing ---------------------------------------------------------------
 
@@ -159,11 +188,6 @@ class LeadRepository:
 
     @staticmethod
     def _document(source: SourceConfig, lead: ValidLead, transaction_id: str, now: datetime) -> dict[str, Any]:
-        claims = {
-            field: dedupe_claim(source.id, field, lead.fields[field])
-            for field in source.dedupe_fields
-            if field in lead.fields
-        }
         return {
             "source_id": source.id,
             "transaction_id": transaction_id,
@@ -171,7 +195,8 @@ class LeadRepository:
             "trusted_form": lead.trusted_form,
             "extra": lead.extra,
             "created_at": now,
-            "dedupe": claims,
+            # Sorted: the order the server checks and reports them in (transaction claim first).
+            "claims": sorted(lead_claims(source, transaction_id, lead.fields).values()),
             "fingerprint": fingerprint(lead),
         }
 
@@ -181,7 +206,7 @@ class LeadRepository:
             try:
                 self.leads.insert_one(docs[pending[0]])
             except DuplicateKeyError as exc:
-                return {pending[0]: _violated((exc.details or {}).get("keyPattern"))}
+                return {pending[0]: _violated(exc.details or {})}
             return {}
         try:
             self.leads.insert_many([docs[i] for i in pending], ordered=False)
@@ -190,41 +215,36 @@ class LeadRepository:
             errors = details.get("writeErrors") or []
             if details.get("writeConcernErrors") or any(e.get("code") != DUPLICATE_KEY for e in errors):
                 raise
-            return {pending[e["index"]]: _violated(e.get("keyPattern")) for e in errors}
+            return {pending[e["index"]]: _violated(e) for e in errors}
         return {}
 
     def _resolve_conflict(
         self, source: SourceConfig, doc: dict[str, Any], violated: str | None, now: datetime
     ) -> StoreResult | None:
-        claims: dict[str, str] = doc["dedupe"]
+        claims = _claim_map(doc["claims"])
         cutoff = stored_cutoff(source.dedupe_cutoff(now))
-        if violated in claims and cutoff is None:
-            # The transaction index comes first and was not broken, so this is no replay;
-            # without a window every match counts: a duplicate, with no read.
+        if violated in claims and violated != TRANSACTION_RULE and cutoff is None:
+            # The transaction claim sorts first and was not the one broken, so this is no
+            # replay; without a window every match counts: a duplicate, with no read.
             return StoreResult(LeadStatus.DUPLICATE, doc["transaction_id"], matched_on=(violated,))
-        # The server names the violated index; mongomock does not, so then look
-        # at every rule in index order (transaction first, as the contract says).
-        for rule in [violated] if violated else _rules(claims):
-            if rule != "transaction_id" and rule not in claims:
-                continue
-            found = self._holder(source, doc, rule)
+        # The server names the violated claim; mongomock does not, so then look at
+        # every rule in report order (transaction first, as the contract says).
+        for rule in [violated] if violated in claims else list(claims):
+            found = self._holder(source, claims[rule])
             if found is None:
                 continue
             result = _judge(found, doc, rule, cutoff)
             if result is not None or cutoff is None:  # without a window _judge always decides
                 return result
-            theirs = found.get("dedupe") or {}
-            self._release_expired(found["_id"], [f for f in claims if theirs.get(f) == claims[f]], cutoff)
+            shared = sorted(set(found.get("claims") or ()) & set(doc["claims"]) - {claims[TRANSACTION_RULE]})
+            self._release_expired(found["_id"], shared, cutoff)
             return None
         return None
 
-    def _holder(self, source: SourceConfig, doc: dict[str, Any], rule: str) -> dict[str, Any] | None:
-        """The stored lead holding ``doc``'s key for ``rule`` (one indexed ``find``), or None."""
-        if rule == "transaction_id":
-            query = {"source_id": source.id, "transaction_id": doc["transaction_id"]}
-        else:
-            query = {f"dedupe.{rule}": doc["dedupe"][rule]}
-        found: dict[str, Any] | None = self.leads.find_one(query, _LOOKUP_PROJECTION)
+    def _holder(self, source: SourceConfig, claim: str) -> dict[str, Any] | None:
+        """The stored lead of ``source`` holding ``claim`` (one indexed ``find``), or None."""
+        found: dict[str, Any] | None = self.leads.find_one({"source_id": source.id, "claims": claim},
+                                                           _LOOKUP_PROJECTION)
         return found
 
     # -- predicting (read-only) ------------------------------------------------
@@ -241,12 +261,12 @@ class LeadRepository:
         """What ``store`` would answer for this lead at ``now``, without writing anything.
 
         Read-only: no insert, no claim taken or released, at most one indexed ``find``
-        per rule (``(source_id, transaction_id)``, then ``dedupe.<field>`` for each of
-        the source's dedupe fields), judged exactly as ``store`` judges a conflict: a
-        stored lead with this transaction id makes it a replay (``accept``,
-        ``replayed``, its ``lead_id``) or a ``conflict``; a claim held inside the
-        source's window a ``duplicate``; a claim past the window does not count
-        (``store`` would release it).  Otherwise ``accept`` with ``lead_id`` None.
+        per claim (the transaction claim first, then the lead's dedupe claims), judged
+        exactly as ``store`` judges a conflict: a stored lead with this transaction id
+        makes it a replay (``accept``, ``replayed``, its ``lead_id``) or a ``conflict``;
+        a claim held inside the source's window a ``duplicate``; a claim past the window
+        does not count (``store`` would release it).  Otherwise ``accept`` with
+        ``lead_id`` None.
 
         ``unwritten``, when given, holds leads to count as stored (looked at before the
         database, so a match there costs no read), and a lead predicted ``accept`` is
@@ -256,10 +276,10 @@ class LeadRepository:
         """
         doc = self._document(source, lead, transaction_id, stored_time(now))
         cutoff = stored_cutoff(source.dedupe_cutoff(now))
-        for rule in _rules(doc["dedupe"]):
-            found = unwritten.holder(source, doc, rule) if unwritten is not None else None
+        for rule, claim in _claim_map(doc["claims"]).items():
+            found = unwritten.holder(source, claim) if unwritten is not None else None
             if found is None:
-                found = self._holder(source, doc, rule)
+                found = self._holder(source, claim)
             result = _judge(found, doc, rule, cutoff) if found is not None else None
             if result is not None:
                 return result
@@ -274,12 +294,15 @@ class LeadRepository:
             return StoreResult(LeadStatus.ACCEPT, doc["transaction_id"], lead_id=lead_id, replayed=True)
         return StoreResult(LeadStatus.CONFLICT, doc["transaction_id"])
 
-    def _release_expired(self, lead_id: ObjectId, fields: list[str], cutoff: datetime) -> None:
-        """Drop an old lead's claims that this lead needs, if it is still outside the window."""
-        if fields:
+    def _release_expired(self, lead_id: ObjectId, claims: list[str], cutoff: datetime) -> None:
+        """Drop an old lead's claims that this lead needs, if it is still outside the window.
+
+        Its transaction claim stays, so its ``claims`` array is never empty.
+        """
+        if claims:
             self.leads.update_one(
                 {"_id": lead_id, "created_at": {"$lt": cutoff}},
-                {"$unset": {f"dedupe.{field}": "" for field in fields}},
+                {"$pull": {"claims": {"$in": claims}}},
             )
 
 
@@ -291,29 +314,25 @@ class UnwrittenLeads:
     """
 
     def __init__(self) -> None:
-        self._holders: dict[tuple[str, str], dict[str, Any]] = {}
+        self._holders: dict[tuple[ObjectId, str], dict[str, Any]] = {}
 
-    def holder(self, source: SourceConfig, doc: dict[str, Any], rule: str) -> dict[str, Any] | None:
-        """The unwritten lead holding ``doc``'s key for ``rule``, or None."""
-        return self._holders.get(_rule_key(source, doc, rule))
+    def holder(self, source: SourceConfig, claim: str) -> dict[str, Any] | None:
+        """The unwritten lead of ``source`` holding ``claim``, or None."""
+        return self._holders.get((source.id, claim))
 
     def add(self, source: SourceConfig, doc: dict[str, Any]) -> None:
         kept = {name: doc[name] for name in _LOOKUP_FIELDS}  # not the projection: mongomock adds _id to it
-        for rule in _rules(doc["dedupe"]):
-            self._holders[_rule_key(source, doc, rule)] = kept
+        for claim in doc["claims"]:
+            self._holders[(source.id, claim)] = kept
 
 
-def _rules(claims: dict[str, str]) -> list[str]:
-    """The rules a lead is checked against, in index order: transaction id first, then its claims."""
-    return ["transaction_id", *(f for f in DEDUPE_FIELDS if f in claims)]
-
-
-def _rule_key(source: SourceConfig, doc: dict[str, Any], rule: str) -> tuple[str, str]:
-    return (rule, f"{source.id}\x1f{doc['transaction_id']}" if rule == "transaction_id" else doc["dedupe"][rule])
+def _claim_map(claims: Sequence[str]) -> dict[str, str]:
+    """rule -> claim for a lead's sorted ``claims`` (transaction first, as the server reports them)."""
+    return {claim_rule(claim): claim for claim in claims}
 
 
 def _judge(found: dict[str, Any], doc: dict[str, Any], rule: str, cutoff: datetime | None) -> StoreResult | None:
-    """What ``found``, the lead holding ``doc``'s key for ``rule``, makes of ``doc``:
+    """What ``found``, the lead holding ``doc``'s claim for ``rule``, makes of ``doc``:
     a replay or conflict (same transaction id), a duplicate (a claim inside the window),
     or None (a claim past the window: it no longer counts)."""
     if found.get("transaction_id") == doc["transaction_id"]:
@@ -323,8 +342,11 @@ def _judge(found: dict[str, Any], doc: dict[str, Any], rule: str, cutoff: dateti
     return None
 
 
-def _violated(pattern: Any) -> str | None:
-    """Which rule a duplicate-key error broke, from its keyPattern (never from its message: PII)."""
-    if not isinstance(pattern, dict):
+def _violated(details: Mapping[str, Any]) -> str | None:
+    """Which rule a duplicate-key error broke, from the claim in its keyValue (a hash or a
+    transaction id; never from its message).  None when the server does not say."""
+    pattern, value = details.get("keyPattern"), details.get("keyValue")
+    if not isinstance(pattern, dict) or list(pattern) != ["source_id", "claims"] or not isinstance(value, dict):
         return None
-    return _KEY_PATTERNS.get(tuple(pattern))
+    claim = value.get("claims")
+    return claim_rule(claim) if isinstance(claim, str) else None

@@ -117,7 +117,8 @@ def test_dry_run_lets_a_claim_past_the_window_go_without_releasing_it(
     assert json.loads(dry.stdout)["counts"]["accepted"] == 1
     assert dump(database) == before  # the old lead keeps its claim
     assert counts(run(cli_app, src.id, str(path)))["accepted"] == 1
-    assert database["leads"].find_one({"first_name": "Old"})["dedupe"] == {}  # a real import releases it
+    old = database["leads"].find_one({"first_name": "Old"})
+    assert old["claims"] == ["-" + old["transaction_id"]]  # a real import releases its email claim
 
 
 def test_dry_run_on_a_fresh_database_creates_nothing(cli_app: Flask, database: Any, tmp_path: Path) -> None:

@@ -103,7 +103,8 @@ def test_every_lookup_uses_an_index(monitored: tuple[Any, CommandLog]) -> None:
     db, log = monitored
     src = create_source(db, "Explained", dedupe_window_days=30)  # a window: duplicates read the stored lead
     p = Poster(make_app(db).test_client(), db, src)
-    db["leads"].insert_many([{"source_id": ObjectId(), "transaction_id": str(i), "dedupe": {}} for i in range(300)])
+    db["leads"].insert_many([{"source_id": ObjectId(), "transaction_id": str(i), "claims": [f"-{i}"]}
+                             for i in range(300)])
     body = lead(transaction_id="explain-me")
     assert_envelope(p.post(body), 201)
     assert_envelope(p.post(body), 201)  # replay: transaction look-up
@@ -273,19 +274,73 @@ def test_state_change_faults_on_a_real_mongod(
     assert db["leads"].count_documents({"transaction_id": body["transaction_id"]}) == 1
 
 
-def test_indexes_in_another_order_are_refused() -> None:
-    # mongod (and mongomock) check unique indexes in creation order: a dedupe index made
-    # before the transaction index would let a duplicate hide a replay.
-    import mongomock
-
+def test_the_old_layout_is_refused_with_what_to_run(database: Any) -> None:
     from pingtree_leads import LeadIndexError
     from pingtree_leads.repository import LeadRepository
 
-    db = mongomock.MongoClient()["order"]
-    for name, (keys, options) in reversed(list(LEAD_INDEXES.items())):
-        db["leads"].create_index(keys, name=name, **options)
-    with pytest.raises(LeadIndexError, match="another order"):
-        LeadRepository(db, "leads").check_indexes()
+    database["leads"].create_index([("source_id", 1), ("transaction_id", 1)], unique=True,
+                                   name="pingtree_1_transaction")
+    database["leads"].create_index([("dedupe.email", 1)], unique=True, sparse=True, name="pingtree_2_dedupe_email")
+    for call in (LeadRepository(database, "leads").check_indexes, LeadRepository(database, "leads").ensure_indexes):
+        with pytest.raises(LeadIndexError, match="migrate-storage"):
+            call()
+    assert "pingtree_claims" not in database["leads"].index_information()  # nothing half-made
+
+
+def test_migration_moves_old_leads_to_claims_keeping_every_rule(database: Any, clock: Any) -> None:
+    from pingtree_leads import migrate_storage
+    from pingtree_leads.repository import claim_hash
+
+    src = create_source(database, "Old layout", clock=clock)
+    sid = ObjectId(src.id)
+    leads = database["leads"]
+    leads.create_index([("source_id", 1), ("transaction_id", 1)], unique=True, name="pingtree_1_transaction")
+    leads.create_index([("dedupe.email", 1)], unique=True, sparse=True, name="pingtree_2_dedupe_email")
+    leads.create_index([("dedupe.mobile", 1)], unique=True, sparse=True, name="pingtree_3_dedupe_mobile")
+    old = lead(transaction_id="old-1")
+    leads.insert_one({"source_id": sid, "transaction_id": "old-1", **old, "trusted_form": {}, "extra": {},
+                      "created_at": clock(), "fingerprint": "x",
+                      "dedupe": {f: claim_hash(sid, f, old[f]) for f in ("email", "mobile")}})
+    leads.insert_one({"source_id": sid, "transaction_id": "old-2", "first_name": "Nodedupe", "created_at": clock(),
+                      "fingerprint": "y", "dedupe": {}})
+    report = migrate_storage(database)
+    assert report.leads_rewritten == 2 and set(report.indexes_dropped) == {
+        "pingtree_1_transaction", "pingtree_2_dedupe_email", "pingtree_3_dedupe_mobile"}
+    assert set(leads.index_information()) == {"_id_", "pingtree_claims"}
+    assert leads.count_documents({"dedupe": {"$exists": True}}) == 0
+    assert migrate_storage(database).leads_rewritten == 0  # idempotent
+    # The migrated claims are the ones new leads take: the old lead still blocks its consumer.
+    p = Poster(make_app(database, clock=clock).test_client(), database, src)
+    dup = assert_envelope(p.post(lead(email=old["email"])), 201)
+    assert dup["lead_status"] == "duplicate" and dup["matched_on"] == ["email"]
+    assert assert_envelope(p.post(lead(mobile=old["mobile"])), 201)["matched_on"] == ["mobile"]
+    assert_envelope(p.post(lead(transaction_id="old-2")), 409)  # its transaction claim holds too
+    assert leads.count_documents({"transaction_id": "old-2"}) == 1
+
+
+def test_every_unique_index_fits_a_collection_sharded_on_source_id() -> None:
+    # MongoDB's rules for unique indexes on a sharded collection (sharded on {source_id: 1}):
+    # the shard key is a prefix of the index, the index is not hashed, and a rule that
+    # depends on sparse or a partial filter would not hold the same way; _id is unique anyway.
+    from pingtree_leads.repository import LEAD_INDEXES
+
+    unique = {name: spec for name, spec in LEAD_INDEXES.items() if spec[1].get("unique")}
+    assert unique, "the rules live in unique indexes"
+    for name, (keys, options) in unique.items():
+        assert keys[0] == ("source_id", 1), name
+        assert all(direction in (1, -1) for _, direction in keys), name  # no "hashed", "text", ...
+        assert not options.get("sparse") and "partialFilterExpression" not in options, name
+        assert "source_id" not in [k for k, _ in keys[1:]], name
+
+
+def test_a_lead_without_dedupe_values_still_holds_a_claim(database: Any, source: Any) -> None:
+    # An empty array would be one index key shared by every such lead: the transaction claim prevents it.
+    p = Poster(make_app(database).test_client(), database, source)
+    for n in range(3):
+        assert_envelope(p.post({"first_name": f"N{n}"}), 201)
+    for doc in database["leads"].find():
+        assert doc["claims"] == ["-" + doc["transaction_id"]]
+    assert database["leads"].count_documents({}) == 3
 
 
 def test_blocked_connection_past_the_timeout_is_503_and_the_retry_converges(server_uri: str, admin: Any) -> None:

@@ -302,13 +302,14 @@ def test_duplicate_beside_a_write_concern_error_in_a_bulk_is_503(wire: Any, admi
     from pingtree_leads.errors import database_error_response
 
     src = create_source(wire, "Bulk")
-    doc = {"source_id": ObjectId(src.id), "transaction_id": "bulk-dup", "dedupe": {}}
+    doc = {"source_id": ObjectId(src.id), "transaction_id": "bulk-dup", "claims": ["-bulk-dup"]}
     ensure_indexes(wire)
     wire["leads"].insert_one(dict(doc))
     try:
         _fail(admin, "insert", times=1, writeConcernError={"code": 64, "errmsg": "waiting for replication timed out"})
         with pytest.raises(BulkWriteError) as caught:
-            wire["leads"].insert_many([dict(doc), {**doc, "transaction_id": "bulk-new"}], ordered=False)
+            wire["leads"].insert_many([dict(doc), {**doc, "transaction_id": "bulk-new", "claims": ["-bulk-new"]}],
+                                      ordered=False)
     finally:
         _off(admin)
     details = caught.value.details

@@ -1,0 +1,47 @@
+"""Moving a leads collection from the 0.1 index layout to the shard-ready claims layout.
+
+0.1 kept one sparse unique index per dedupe field (``dedupe.email``, ``dedupe.mobile``)
+beside ``(source_id, transaction_id)``; a sparse index and an index without the shard
+key in front cannot live on a sharded collection.  The claims layout keeps every rule in
+one ``(source_id, claims)`` index (repository.py).  The hashes are the same in both
+layouts, so each lead's claims are built from what it stores, without its PII.
+
+Run it with the writers stopped (``flask pingtree-leads migrate-storage``): while it
+runs, neither layout's rules hold for every lead.  It is idempotent: a second run finds
+nothing to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from pymongo.database import Database
+
+from .mongo import acknowledged
+from .repository import OLD_INDEXES, LeadRepository, transaction_claim
+
+
+@dataclasses.dataclass(frozen=True)
+class MigrationReport:
+    leads_rewritten: int
+    indexes_dropped: tuple[str, ...]
+
+
+def migrate_storage(database: Database[Any], leads_collection: str = "leads") -> MigrationReport:
+    """Give every lead its ``claims``, drop the 0.1 indexes, create the claims index."""
+    leads = acknowledged(database)[leads_collection]
+    rewritten = 0
+    # One update per lead: simple and resumable (a lead with claims is done).  mongomock cannot
+    # run pymongo 4.20's bulk UpdateOne, and the suite migrates on mongomock too.
+    for doc in leads.find({"claims": {"$exists": False}}, {"transaction_id": 1, "dedupe": 1}):
+        held = doc.get("dedupe") or {}
+        claims = sorted([transaction_claim(doc["transaction_id"]), *(f"{field}:{h}" for field, h in held.items())])
+        result = leads.update_one({"_id": doc["_id"], "claims": {"$exists": False}},
+                                  {"$set": {"claims": claims}, "$unset": {"dedupe": ""}})
+        rewritten += result.modified_count
+    dropped = tuple(name for name in OLD_INDEXES if name in leads.index_information())
+    for name in dropped:
+        leads.drop_index(name)
+    LeadRepository(database, leads_collection).ensure_indexes()
+    return MigrationReport(rewritten, dropped)
