@@ -6,14 +6,15 @@ from typing import Any
 
 from pymongo.database import Database
 
+from . import signals
 from .blueprint import LeadsBlueprint, create_blueprint
 from .extension import PingtreeLeads
 from .migration import MigrationReport, migrate_storage
 from .provisioning import create_source, rotate_api_key, set_source_active
-from .repository import LeadIndexError, LeadRepository
+from .repository import LeadIndexError, LeadRepository, find_lead
 from .runtime import EXTENSION_KEY, AppRuntimes, LeadsRuntime, get_runtime
 from .settings import Settings
-from .sources import CreatedSource
+from .sources import CreatedSource, PublicSource
 from .version import __version__
 
 __all__ = [
@@ -25,15 +26,18 @@ __all__ = [
     "LeadsRuntime",
     "MigrationReport",
     "PingtreeLeads",
+    "PublicSource",
     "Settings",
     "__version__",
     "create_blueprint",
     "create_source",
     "ensure_indexes",
+    "find_lead",
     "get_runtime",
     "migrate_storage",
     "rotate_api_key",
     "set_source_active",
+    "signals",
 ]
 
 

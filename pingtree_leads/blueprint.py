@@ -21,10 +21,12 @@ from .errors import BAD_SOURCE_ID_MESSAGE, ApiError, register_error_handlers
 from .mongo import parse_object_id
 from .runtime import LeadsRuntime, bind_runtime, current_runtime
 from .settings import Settings
-from .views import create_lead
+from .validators import LeadValidator, LeadValidators
+from .views import create_lead, fetch_lead
 
 CLI_GROUP = "pingtree-leads"
 CREATE_RULE = "/api/lead/create/<db_source_id>"
+FETCH_RULE = "/api/lead/fetch/<db_source_id>"
 #: Everything under this path answers JSON, also for unknown routes.
 URL_SPACE = "/api/lead"
 DEFAULT_NAME = "pingtree_leads"
@@ -47,28 +49,41 @@ class LeadsBlueprint(Blueprint):
     its runtime from those and the app's config, and keeps it in ``app.extensions``.
     """
 
-    def __init__(self, database: Database[Any], options: dict[str, Any], name: str = DEFAULT_NAME) -> None:
+    def __init__(
+        self,
+        database: Database[Any],
+        options: dict[str, Any],
+        name: str = DEFAULT_NAME,
+        validators: LeadValidators | None = None,
+    ) -> None:
         super().__init__(name, __name__, cli_group=CLI_GROUP)
         Settings.resolve(None, **options)  # fail fast on unknown or bad options
         self.database = database
         self.options = options
+        #: Host validators (configuration, like the options): every app mounting this blueprint runs them.
+        self.validators = validators if validators is not None else LeadValidators()
         register_error_handlers(self, lambda: current_runtime().settings.retry_after_seconds)
         self.record(self._on_register)
         for command in COMMANDS:
             self.cli.add_command(command)
+
+    def lead_validator(self, validator: LeadValidator) -> LeadValidator:
+        """Decorator: a host rule run after the built-in ones, before storage (validators.py)."""
+        return self.validators.register(validator)
 
     def _on_register(self, state: BlueprintSetupState) -> None:
         # The catch-all needs a converter that also takes empty segments ("//"); the host's
         # map gets it under a name of ours before the rule that uses it.
         state.app.url_map.converters.setdefault(REST_CONVERTER, AnyRestConverter)
         _add_any_method_rule(state, CREATE_RULE, "create_lead", _create_view)
+        _add_any_method_rule(state, FETCH_RULE, "fetch_lead", _fetch_view)
         for rule in (URL_SPACE, URL_SPACE + "/", f"{URL_SPACE}/<{REST_CONVERTER}:rest>"):
             _add_any_method_rule(state, rule, "not_found", _not_found)
         name = f"{state.name_prefix}.{state.name}".lstrip(".")
         app = cast(Flask, state.app)
         settings = Settings.resolve(app.config, **self.options)
         runtime = bind_runtime(
-            app, name, lambda: LeadsRuntime(self.database, settings, name, state.url_prefix or "")
+            app, name, lambda: LeadsRuntime(self.database, settings, name, state.url_prefix or "", self.validators)
         )
         route = runtime.settings.openapi_route
         if route:
@@ -101,6 +116,17 @@ def _create_view(db_source_id: str) -> Response:
     return runtime.with_key(create_lead)(db_source_id)
 
 
+def _fetch_view(db_source_id: str) -> Response:
+    runtime = current_runtime()
+    if not runtime.settings.allow_fetch:
+        raise ApiError(404)  # off: as if there were no such route (the key is not even checked)
+    if request.method != "GET":
+        raise ApiError(405, headers={"Allow": "GET"})
+    if parse_object_id(db_source_id) is None:
+        raise ApiError(404, BAD_SOURCE_ID_MESSAGE)
+    return runtime.with_key(fetch_lead)(db_source_id)
+
+
 def _openapi_view() -> Response:
     if request.method not in ("GET", "HEAD"):
         raise ApiError(405, headers={"Allow": "GET, HEAD"})
@@ -114,10 +140,13 @@ def _not_found(rest: str = "") -> Response:
     raise ApiError(404)
 
 
-def create_blueprint(database: Database[Any], *, name: str = DEFAULT_NAME, **options: Any) -> LeadsBlueprint:
+def create_blueprint(
+    database: Database[Any], *, name: str = DEFAULT_NAME, validators: LeadValidators | None = None, **options: Any
+) -> LeadsBlueprint:
     """A blueprint serving ``POST|GET /api/lead/create/<db_source_id>`` from ``database``.
 
     ``options`` are the settings of ``pingtree_leads.settings.Settings``; they win
-    over ``PINGTREE_LEADS_*`` keys of the app's config.
+    over ``PINGTREE_LEADS_*`` keys of the app's config.  Add host validators with the
+    blueprint's ``lead_validator`` decorator.
     """
-    return LeadsBlueprint(database, options, name=name)
+    return LeadsBlueprint(database, options, name=name, validators=validators)

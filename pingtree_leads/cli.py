@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import click
+from flask import current_app
 from flask.cli import with_appcontext
 from pymongo.errors import OperationFailure, PyMongoError
 
+from . import signals
 from .importer import OUTCOMES, ImportFileError, ImportSummary, count_rows, import_csv, parse_mapping
 from .migration import migrate_storage
 from .mongo import parse_object_id
@@ -279,6 +281,7 @@ def import_command(
     """Import leads from a CSV file (header row = field names) with the endpoint's rules."""
     started = time.monotonic()
     rt = runtime()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # the signals' sender
     mapping = parse_mapping(mappings)
     try:
         source = source_or_fail(source_id)
@@ -294,6 +297,7 @@ def import_command(
                 csv_file, source, rt.repository, rt.settings, schema_for(source.required_fields, rt.settings),
                 mapping=mapping, rejects=reject_file, batch_size=batch_size, progress=bar.update,
                 warn=lambda message: click.echo(f"Warning: {message}", err=True), dry_run=dry_run,
+                validators=rt.validators, notify=functools.partial(signals.send, sender=app),
             )
     except LeadIndexError:
         raise  # exit 1 with its own message: a setup problem, not a failing server

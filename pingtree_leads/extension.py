@@ -9,6 +9,7 @@ from pymongo.database import Database
 
 from .blueprint import DEFAULT_NAME, create_blueprint
 from .runtime import LeadsRuntime, app_runtimes, get_runtime
+from .validators import LeadValidator, LeadValidators
 
 
 class PingtreeLeads:
@@ -22,8 +23,18 @@ class PingtreeLeads:
     def __init__(self, app: Flask | None = None, *, database: Database[Any] | None = None, **options: Any) -> None:
         self.database = database
         self.options = options
+        #: Host validators, run by every app this extension mounts the endpoint on.
+        self.validators = LeadValidators()
         if app is not None:
             self.init_app(app)
+
+    def lead_validator(self, validator: LeadValidator) -> LeadValidator:
+        """Decorator: a host rule run after the built-in ones, before storage.
+
+        ``validator(lead, source)`` returns ``{field: [messages]}`` to refuse the lead
+        (400 invalidField), or None / {} to carry on (validators.py).
+        """
+        return self.validators.register(validator)
 
     def init_app(
         self,
@@ -47,7 +58,8 @@ class PingtreeLeads:
         if database is None:
             raise TypeError("init_app needs database= (a pymongo Database)")
         options = {**self.options, **options}
-        app.register_blueprint(create_blueprint(database, name=name, **options), url_prefix=url_prefix)
+        blueprint = create_blueprint(database, name=name, validators=self.validators, **options)
+        app.register_blueprint(blueprint, url_prefix=url_prefix)
         runtime = get_runtime(app, name)
         if name == DEFAULT_NAME:  # the config shows one mount's settings: the default one's
             app.config.update(runtime.settings.as_config())

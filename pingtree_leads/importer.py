@@ -19,8 +19,10 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
+from . import signals
 from .errors import MESSAGES, LeadStatus
-from .repository import LeadRepository, StoreResult, UnwrittenLeads, fingerprint
+from .mongo import stored_time
+from .repository import LeadRepository, StoreResult, UnwrittenLeads, fingerprint, lead_view
 from .schemas import (
     DECLARED_FIELDS,
     EXTRA_NAME,
@@ -33,6 +35,10 @@ from .schemas import (
 )
 from .settings import Settings
 from .sources import SourceConfig
+from .validators import LeadValidators
+
+#: How the import reports what the endpoint sends as signals: ``notify(signal, **kwargs)``.
+Notify = Callable[..., None]
 
 # reject_row: the data row number in the file (1 = first row after the header).
 REJECT_COLUMNS = ("reject_row", "reject_status", "reject_reason")
@@ -208,13 +214,21 @@ def import_csv(
     progress: Callable[[int], None] = lambda n: None,
     warn: Callable[[str], None] = lambda message: None,
     dry_run: bool = False,
+    validators: LeadValidators | None = None,
+    notify: Notify | None = None,
 ) -> ImportSummary:
     """Import ``path`` into ``source``; returns the counts.  Raises ImportFileError or PyMongoError.
 
     With ``dry_run`` nothing is written to the database: each valid row is judged by
     ``LeadRepository.predict`` against the stored leads and the rows before it that
     would be stored, and the counts (and rejects) are those a real import would give now.
+
+    ``validators`` (the host's) run on every row that passed the built-in rules, dry run
+    included; ``notify(signal, **kwargs)`` is called as the endpoint sends its signals
+    (accepted, duplicate, rejected), never in a dry run.
     """
+    if dry_run:
+        notify = None
     summary = ImportSummary()
     unwritten = UnwrittenLeads() if dry_run else None
     with _open(path) as handle:
@@ -229,8 +243,15 @@ def import_csv(
             writer.writerow([*header, *REJECT_COLUMNS])
         batch: list[tuple[int, list[str], ValidLead, str]] = []
 
-        def reject(number: int, values: list[str], status: LeadStatus, reason: str) -> None:
+        def reject(number: int, values: list[str], status: LeadStatus, reason: str,
+                   fields: list[str] | None = None) -> None:
             summary.counts[status.value] += 1
+            if notify is not None:
+                if status is LeadStatus.DUPLICATE:
+                    pass  # sent by flush(), which knows the transaction id and the matched fields
+                elif status in (LeadStatus.MISSING_FIELD, LeadStatus.INVALID_FIELD):
+                    notify(signals.lead_rejected, source=source.public(), lead_status=status.value,
+                           fields=fields or [])
             if writer is not None:
                 # A ragged row is cut or padded to the header, so the reject columns line up.
                 cells = (values + [""] * len(columns))[: len(columns)]
@@ -245,12 +266,19 @@ def import_csv(
                 repository.store_many(source, leads, now) if unwritten is None
                 else [repository.predict(source, lead, txid, now, unwritten=unwritten) for lead, txid in leads]
             )
-            for (number, values, _, _), result in zip(batch, results, strict=True):
+            for (number, values, lead, _), result in zip(batch, results, strict=True):
                 if result.lead_status is LeadStatus.ACCEPT:
                     summary.counts["already_imported" if result.replayed else "accepted"] += 1
+                    if notify is not None and not result.replayed and result.lead_id is not None:
+                        stored = lead_view({"_id": result.lead_id, **lead.as_stored(result.transaction_id),
+                                            "created_at": stored_time(now)})
+                        notify(signals.lead_accepted, source=source.public(), lead=stored)
                 elif result.lead_status is LeadStatus.DUPLICATE:
                     matched = ", ".join(result.matched_on)
                     reject(number, values, LeadStatus.DUPLICATE, f"matches a stored lead on {matched}")
+                    if notify is not None:
+                        notify(signals.lead_duplicate, source=source.public(), transaction_id=result.transaction_id,
+                               matched_on=list(result.matched_on))
                 else:
                     reject(number, values, LeadStatus.CONFLICT, MESSAGES[409])
             progress(len(batch))
@@ -267,10 +295,17 @@ def import_csv(
             fields = dict(zip(columns, values, strict=True))
             checked = validate_lead(fields, schema)
             if isinstance(checked, LeadRejection):
-                reject(number, values, checked.status, _reason(checked))
+                reject(number, values, checked.status, _reason(checked), checked.fields)
                 progress(1)
                 continue
-            batch.append((number, values, checked, checked.transaction_id or row_transaction_id(checked)))
+            transaction_id = checked.transaction_id or row_transaction_id(checked)
+            refused = validators.run(checked.as_stored(transaction_id), source.public()) if validators else {}
+            if refused:
+                rejection = LeadRejection(LeadStatus.INVALID_FIELD, list(refused), refused)
+                reject(number, values, rejection.status, _reason(rejection), rejection.fields)
+                progress(1)
+                continue
+            batch.append((number, values, checked, transaction_id))
             if len(batch) >= batch_size:
                 flush()
         flush()

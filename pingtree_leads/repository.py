@@ -41,7 +41,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from .errors import LeadStatus
-from .mongo import acknowledged, as_utc, stored_cutoff, stored_time
+from .mongo import acknowledged, as_utc, parse_object_id, stored_cutoff, stored_time
 from .schemas import ValidLead
 from .sources import SourceConfig
 from .transient import ContentionError
@@ -287,6 +287,27 @@ class LeadRepository:
             unwritten.add(source, doc)
         return StoreResult(LeadStatus.ACCEPT, transaction_id)
 
+    # -- reading ----------------------------------------------------------------
+
+    def find(
+        self, source_id: str | ObjectId, *, lead_id: str | ObjectId | None = None, transaction_id: str | None = None
+    ) -> dict[str, Any] | None:
+        """One stored lead of ``source_id`` by ``lead_id`` or ``transaction_id`` (``lead_view``), or None."""
+        source = parse_object_id(source_id)
+        if source is None:
+            return None
+        if lead_id is not None:
+            oid = parse_object_id(lead_id)
+            if oid is None:
+                return None
+            # By _id alone: SecantusDB's planner scans the collection for {_id, source_id}.
+            doc = self.leads.find_one({"_id": oid})
+            if doc is not None and doc.get("source_id") != source:
+                doc = None  # another source's lead is not found
+        else:
+            doc = self.leads.find_one({"source_id": source, "claims": transaction_claim(str(transaction_id))})
+        return lead_view(doc) if doc is not None else None
+
     @staticmethod
     def _replay(found: dict[str, Any], doc: dict[str, Any]) -> StoreResult:
         if found.get("fingerprint") == doc["fingerprint"]:
@@ -304,6 +325,37 @@ class LeadRepository:
                 {"_id": lead_id, "created_at": {"$lt": cutoff}},
                 {"$pull": {"claims": {"$in": claims}}},
             )
+
+
+def lead_view(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored lead as fetch answers it and signals carry it (JSON-ready; no internals)."""
+    hidden = {"_id", "source_id", "claims", "fingerprint", "created_at", "transaction_id"}
+    created = doc.get("created_at")
+    return {
+        "lead_id": str(doc["_id"]),
+        "transaction_id": doc.get("transaction_id"),
+        **{k: v for k, v in doc.items() if k not in hidden},
+        "created_at": as_utc(created).isoformat(timespec="milliseconds") if isinstance(created, datetime) else None,
+    }
+
+
+def find_lead(
+    database: Database[Any],
+    source_id: str | ObjectId,
+    lead_id: str | ObjectId | None = None,
+    transaction_id: str | None = None,
+    *,
+    leads_collection: str = "leads",
+) -> dict[str, Any] | None:
+    """The stored lead of ``source_id`` with that ``lead_id`` or ``transaction_id`` (give
+    exactly one), as the fetch endpoint answers it; None if that source has no such lead.
+
+    Index-backed: ``_id``, or the transaction claim in ``(source_id, claims)``.  Another
+    source's lead is not found.  A malformed id finds nothing.
+    """
+    if (lead_id is None) == (transaction_id is None):
+        raise ValueError("find_lead needs exactly one of lead_id and transaction_id")
+    return LeadRepository(database, leads_collection).find(source_id, lead_id=lead_id, transaction_id=transaction_id)
 
 
 class UnwrittenLeads:

@@ -24,6 +24,7 @@ from .openapi import openapi_document
 from .repository import LeadRepository
 from .settings import Settings
 from .source_cache import SourceCache
+from .validators import LeadValidators
 
 logger = logging.getLogger("pingtree_leads")
 
@@ -42,9 +43,16 @@ class LeadsRuntime:
     """
 
     def __init__(
-        self, database: Database[Any], settings: Settings, name: str = EXTENSION_KEY, url_prefix: str = ""
+        self,
+        database: Database[Any],
+        settings: Settings,
+        name: str = EXTENSION_KEY,
+        url_prefix: str = "",
+        validators: LeadValidators | None = None,
     ) -> None:
         self.name = name
+        #: The host's validators (shared with the blueprint or extension that registered them).
+        self.validators = validators if validators is not None else LeadValidators()
         #: Where the blueprint is mounted ("" for the root): the OpenAPI document's default prefix.
         self.url_prefix = url_prefix.rstrip("/")
         self.database = database

@@ -345,6 +345,11 @@ class ValidLead:
     extra: dict[str, Any]
     transaction_id: str | None
 
+    def as_stored(self, transaction_id: str) -> dict[str, Any]:
+        """The values as they would be stored (what host validators see): a fresh dict."""
+        return {"transaction_id": transaction_id, **self.fields, "trusted_form": dict(self.trusted_form),
+                "extra": dict(self.extra)}
+
 
 #: Most entries in an answer's ``fields`` and ``errors``: a refusal never grows with the request.
 MAX_REPORTED_FIELDS = 20
@@ -390,6 +395,27 @@ class LeadRejection:
 
 def _reported_name(name: str) -> str:
     return name if len(name) <= MAX_REPORTED_NAME else name[: MAX_REPORTED_NAME - 1] + "…"
+
+
+#: The test-mode flag: checked like a real lead, nothing stored, never stored itself.
+TEST_FIELD = "xxTest"
+_TEST_ON = frozenset({"true", "1"})
+_TEST_OFF = frozenset({"false", "0", ""})
+
+
+def pop_test_flag(raw: dict[str, Any]) -> tuple[bool, list[str]]:
+    """Take ``xxTest`` out of ``raw``: (is a test, problems).  ``true``/``1`` (any case) or
+    JSON ``true`` is a test; ``false``/``0``/blank/null is not; anything else is a problem."""
+    if TEST_FIELD not in raw:
+        return False, []
+    value = raw.pop(TEST_FIELD)
+    if value is None or isinstance(value, bool):
+        return bool(value), []
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value), []
+    if isinstance(value, str) and value.strip().lower() in _TEST_ON | _TEST_OFF:
+        return value.strip().lower() in _TEST_ON, []
+    return False, ["Must be true, false, 1 or 0."]
 
 
 def normalize_input(raw: Mapping[str, Any]) -> dict[str, Any]:

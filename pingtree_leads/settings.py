@@ -45,6 +45,8 @@ class Settings:
     retry_after_seconds: int = 2
     #: Create the unique indexes on first use; if False, only check they exist.
     create_indexes: bool = True
+    #: Serve ``GET /api/lead/fetch/<db_source_id>`` (returns PII to whoever holds the key).
+    allow_fetch: bool = False
     #: Route of the OpenAPI document, under the blueprint's prefix; None: not served.
     openapi_route: str | None = "/api/lead/openapi.json"
     #: Clock used for created_at, dedupe windows and key grace (tests replace it).

@@ -28,6 +28,18 @@ class CreatedSource:
 
 
 @dataclasses.dataclass(frozen=True)
+class PublicSource:
+    """A source as host validators and signal receivers see it: ``id`` is the 24-hex string."""
+
+    id: str
+    name: str
+    is_active: bool
+    required_fields: tuple[str, ...]
+    dedupe_fields: tuple[str, ...]
+    dedupe_window_days: float | None
+
+
+@dataclasses.dataclass(frozen=True)
 class SourceConfig:
     """A source as the endpoint needs it, read from its document."""
 
@@ -51,6 +63,13 @@ class SourceConfig:
             key_hashes=tuple(
                 (k["hash"], as_utc(k["expires_at"]) if k.get("expires_at") else None) for k in doc.get("api_keys", ())
             ),
+        )
+
+    def public(self) -> PublicSource:
+        """What host validators and signal receivers see of the source (no key hashes)."""
+        return PublicSource(
+            id=str(self.id), name=self.name, is_active=self.is_active, required_fields=self.required_fields,
+            dedupe_fields=self.dedupe_fields, dedupe_window_days=self.dedupe_window_days,
         )
 
     def dedupe_cutoff(self, now: datetime) -> datetime | None:

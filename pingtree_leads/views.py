@@ -1,19 +1,21 @@
 """The views behind the bearer key: what a request does once its source is known.
 
 ``create_lead``: active (403) -> body (413/415/400, http.py) -> fields (400,
-schemas.py) -> storage (201/409/503, repository.py) -> the answer (errors.py).
-Host validators and signals (the host app's hooks) belong between the fields and
-storage, and after storage; a fetch view sits beside ``create_lead``.
+schemas.py) -> host validators (400) -> storage, or the read-only prediction in test
+mode (201/409/503, repository.py) -> signals -> the answer (errors.py).
+``fetch_lead``: active (403) -> parameters (400) -> one indexed read (200/404).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime
 from typing import Any
 
-from flask import Response, request
+from flask import Flask, Response, current_app, request
 
+from . import signals
 from .errors import (
     ACCEPTED_MESSAGE,
     DUPLICATE_MESSAGE,
@@ -25,54 +27,149 @@ from .errors import (
     envelope,
 )
 from .http import lead_fields
-from .repository import StoreResult
+from .mongo import parse_object_id, stored_time
+from .repository import StoreResult, lead_view
 from .runtime import LeadsRuntime
-from .schemas import DECLARED_FIELDS, LeadRejection, schema_for, validate_lead
+from .schemas import (
+    DECLARED_FIELDS,
+    TEST_FIELD,
+    TRANSACTION_ID,
+    LeadRejection,
+    ValidLead,
+    pop_test_flag,
+    schema_for,
+    validate_lead,
+)
 from .sources import SourceConfig
 
 logger = logging.getLogger("pingtree_leads")
 
+FETCH_PARAMETERS = ("lead_id", "transaction_id")
 
-def create_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
-    """``POST|GET /api/lead/create/<db_source_id>`` once the key has been checked."""
+
+def _active_source(runtime: LeadsRuntime, db_source_id: str) -> SourceConfig:
     source: SourceConfig = runtime.auth.current_user()
     if not source.is_active:
         logger.info("lead refused: source inactive, source=%s", db_source_id)
         raise ApiError(403)
+    return source
+
+
+def create_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
+    """``POST|GET /api/lead/create/<db_source_id>`` once the key has been checked."""
+    source = _active_source(runtime, db_source_id)
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     settings = runtime.settings
-    raw = lead_fields(request, settings.max_body_bytes)
+    try:
+        raw = lead_fields(request, settings.max_body_bytes)
+    except ApiError as exc:
+        if exc.code == 400:  # a body that is no set of fields: a refusal like any other
+            signals.send(signals.lead_rejected, app, source=source.public(),
+                         lead_status=LeadStatus.INVALID_FIELD.value, fields=[])
+        raise
+    test, test_problems = pop_test_flag(raw)
     checked = validate_lead(raw, schema_for(source.required_fields, settings))
+    if test_problems:
+        checked = _with_errors(checked, {TEST_FIELD: test_problems})
+    transaction_id = ""
+    if isinstance(checked, ValidLead):
+        transaction_id = checked.transaction_id or uuid.uuid4().hex
+        if runtime.validators:
+            refused = runtime.validators.run(checked.as_stored(transaction_id), source.public())
+            if refused:
+                checked = _with_errors(checked, refused)
     if isinstance(checked, LeadRejection):
-        return rejection_response(checked, db_source_id)
-    transaction_id = checked.transaction_id or uuid.uuid4().hex
-    runtime.ensure_ready()
-    result = runtime.repository.store(source, checked, transaction_id, settings.clock())
+        if not test:
+            signals.send(signals.lead_rejected, app, source=source.public(), lead_status=checked.status.value,
+                         fields=checked.as_data()["fields"])
+        return rejection_response(checked, db_source_id, test)
+    runtime.ensure_ready()  # the indexes, also for a test: its look-ups use them
+    now = settings.clock()
+    if test:
+        result = runtime.repository.predict(source, checked, transaction_id, now)
+    else:
+        result = runtime.repository.store(source, checked, transaction_id, now)
     logger.info(
-        "lead %s source=%s transaction_id=%s lead_id=%s%s",
+        "lead %s source=%s transaction_id=%s lead_id=%s%s%s",
         result.lead_status, db_source_id, transaction_id, result.lead_id, " (replay)" if result.replayed else "",
+        " (test)" if test else "",
     )
-    return outcome_response(result)
+    if not test:
+        _notify(app, source, checked, result, now)
+    return outcome_response(result, test)
 
 
-def rejection_response(rejection: LeadRejection, db_source_id: str) -> Response:
+def _with_errors(checked: ValidLead | LeadRejection, errors: dict[str, list[str]]) -> LeadRejection:
+    """``checked`` refused (also) for ``errors``: invalidField, unless a field is missing."""
+    if isinstance(checked, LeadRejection):
+        merged = {**checked.errors}
+        for name, messages in errors.items():
+            merged.setdefault(name, []).extend(messages)
+        extra = [name for name in errors if name not in checked.fields]
+        return LeadRejection(checked.status, [*checked.fields, *extra], merged)
+    return LeadRejection(LeadStatus.INVALID_FIELD, list(errors), dict(errors))
+
+
+def _notify(app: Flask, source: SourceConfig, lead: ValidLead, result: StoreResult, now: datetime) -> None:
+    """The signals of a stored request, after MongoDB acknowledged the write."""
+    if result.lead_status is LeadStatus.ACCEPT and not result.replayed and result.lead_id is not None:
+        stored = lead_view({"_id": result.lead_id, **lead.as_stored(result.transaction_id),
+                            "created_at": stored_time(now)})  # find_lead's shape, without a read
+        signals.send(signals.lead_accepted, app, source=source.public(), lead=stored)
+    elif result.lead_status is LeadStatus.DUPLICATE:
+        signals.send(signals.lead_duplicate, app, source=source.public(), transaction_id=result.transaction_id,
+                     matched_on=list(result.matched_on))
+
+
+def rejection_response(rejection: LeadRejection, db_source_id: str, test: bool = False) -> Response:
     data = rejection.as_data()
     # Only standard names: an unknown field's name is the client's text and could hold anything.
     named = [f if f in DECLARED_FIELDS else "<extra>" for f in data["fields"]]
-    logger.info("lead %s source=%s fields=%s%s", rejection.status, db_source_id, ",".join(named),
-                " (truncated)" if data.get("truncated") else "")
+    logger.info("lead %s source=%s fields=%s%s%s", rejection.status, db_source_id, ",".join(named),
+                " (truncated)" if data.get("truncated") else "", " (test)" if test else "")
+    if test:
+        data["test"] = True
     missing = rejection.status is LeadStatus.MISSING_FIELD
     return envelope(400, MISSING_FIELD_MESSAGE if missing else INVALID_FIELD_MESSAGE, data)
 
 
-def outcome_response(result: StoreResult) -> Response:
+def outcome_response(result: StoreResult, test: bool = False) -> Response:
+    marker = {"test": True} if test else {}
     if result.lead_status is LeadStatus.CONFLICT:
-        raise ApiError(409, data={"transaction_id": result.transaction_id})
+        raise ApiError(409, data={"transaction_id": result.transaction_id, **marker})
     data: dict[str, Any] = {"lead_status": result.lead_status, "transaction_id": result.transaction_id}
     if result.lead_status is LeadStatus.DUPLICATE:
         data["matched_on"] = list(result.matched_on)
-        return envelope(201, DUPLICATE_MESSAGE, data)
-    data["lead_id"] = result.lead_id
+        return envelope(201, DUPLICATE_MESSAGE, {**data, **marker})
+    if result.lead_id is not None:  # a test of a new lead has none: nothing was stored
+        data["lead_id"] = result.lead_id
     if result.replayed:
         data["replayed"] = True
-        return envelope(201, REPLAYED_MESSAGE, data)
-    return envelope(201, ACCEPTED_MESSAGE, data)
+        return envelope(201, REPLAYED_MESSAGE, {**data, **marker})
+    return envelope(201, ACCEPTED_MESSAGE, {**data, **marker})
+
+
+def fetch_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
+    """``GET /api/lead/fetch/<db_source_id>?lead_id=…|transaction_id=…`` once the key has been checked."""
+    _active_source(runtime, db_source_id)
+    given = {name: request.args.get(name, "").strip() for name in FETCH_PARAMETERS}
+    given = {name: value for name, value in given.items() if value}
+    if len(given) != 1:
+        raise ApiError(400, "Give exactly one of lead_id and transaction_id",
+                       {"fields": list(FETCH_PARAMETERS), "errors": {"_query": ["Give exactly one of lead_id and "
+                                                                                 "transaction_id."]}})
+    [(name, value)] = given.items()
+    if name == "lead_id" and parse_object_id(value) is None:
+        raise ApiError(400, "lead_id must be a 24-hex ObjectId",
+                       {"fields": ["lead_id"], "errors": {"lead_id": ["Must be a 24-hex ObjectId."]}})
+    if name == "transaction_id" and not TRANSACTION_ID.fullmatch(value):
+        raise ApiError(400, "transaction_id is malformed",
+                       {"fields": ["transaction_id"], "errors": {"transaction_id": ["Must be 1-128 of A-Z a-z 0-9 "
+                                                                                    ". _ -"]}})
+    found = runtime.repository.find(db_source_id, **{name: value})
+    # Never the looked-up value in the log: a transaction id may be a sender's internal reference.
+    logger.info("lead fetch source=%s by=%s found=%s", db_source_id, name, found is not None)
+    if found is None:
+        raise ApiError(404, "No such lead for this database source")
+    return envelope(200, "Lead found", {"lead": found})
+
