@@ -19,7 +19,7 @@ from typing import Any
 from pymongo.database import Database
 
 from .mongo import acknowledged
-from .repository import OLD_INDEXES, LeadRepository, transaction_claim
+from .repository import OLD_INDEXES, LeadIndexError, LeadRepository, transaction_claim
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,12 +35,16 @@ def migrate_storage(database: Database[Any], leads_collection: str = "leads") ->
     # One update per lead: simple and resumable (a lead with claims is done).  mongomock cannot
     # run pymongo 4.20's bulk UpdateOne, and the suite migrates on mongomock too.
     for doc in leads.find({"claims": {"$exists": False}}, {"transaction_id": 1, "dedupe": 1}):
+        if not isinstance(doc.get("transaction_id"), str):
+            raise LeadIndexError(f"lead {doc['_id']} in {leads.full_name} has no transaction_id: it was not stored "
+                                 "by pingtree_leads; give it one (or remove it) and run the migration again")
         held = doc.get("dedupe") or {}
         claims = sorted([transaction_claim(doc["transaction_id"]), *(f"{field}:{h}" for field, h in held.items())])
         result = leads.update_one({"_id": doc["_id"], "claims": {"$exists": False}},
                                   {"$set": {"claims": claims}, "$unset": {"dedupe": ""}})
         rewritten += result.modified_count
-    dropped = tuple(name for name in OLD_INDEXES if name in leads.index_information())
+    dropped = tuple(name for name, spec in leads.index_information().items()
+                    if name in OLD_INDEXES or any(key.startswith("dedupe.") for key, _ in spec["key"]))
     for name in dropped:
         leads.drop_index(name)
     LeadRepository(database, leads_collection).ensure_indexes()

@@ -237,7 +237,7 @@ class LeadRepository:
             if result is not None or cutoff is None:  # without a window _judge always decides
                 return result
             shared = sorted(set(found.get("claims") or ()) & set(doc["claims"]) - {claims[TRANSACTION_RULE]})
-            self._release_expired(found["_id"], shared, cutoff)
+            self._release_expired(source, found["_id"], shared, cutoff)
             return None
         return None
 
@@ -315,14 +315,15 @@ class LeadRepository:
             return StoreResult(LeadStatus.ACCEPT, doc["transaction_id"], lead_id=lead_id, replayed=True)
         return StoreResult(LeadStatus.CONFLICT, doc["transaction_id"])
 
-    def _release_expired(self, lead_id: ObjectId, claims: list[str], cutoff: datetime) -> None:
+    def _release_expired(self, source: SourceConfig, lead_id: ObjectId, claims: list[str], cutoff: datetime) -> None:
         """Drop an old lead's claims that this lead needs, if it is still outside the window.
 
-        Its transaction claim stays, so its ``claims`` array is never empty.
+        Its transaction claim stays, so its ``claims`` array is never empty.  ``source_id``
+        is in the filter so that mongos sends the update to one shard only.
         """
         if claims:
             self.leads.update_one(
-                {"_id": lead_id, "created_at": {"$lt": cutoff}},
+                {"_id": lead_id, "source_id": source.id, "created_at": {"$lt": cutoff}},
                 {"$pull": {"claims": {"$in": claims}}},
             )
 

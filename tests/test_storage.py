@@ -121,7 +121,7 @@ def test_every_lookup_uses_an_index(monitored: tuple[Any, CommandLog]) -> None:
 def test_server_refusing_the_indexes_fails_loudly(real_database: Any, caplog: pytest.LogCaptureFixture) -> None:
     src = create_source(real_database, "Refused")
     # An index of the same name but another shape: createIndexes is refused.
-    real_database["leads"].create_index([("transaction_id", 1)], name="pingtree_1_transaction")
+    real_database["leads"].create_index([("transaction_id", 1)], name="pingtree_claims")
     p = Poster(make_app(real_database).test_client(), real_database, src)
     with caplog.at_level(logging.ERROR, logger="pingtree_leads"):
         assert_envelope(p.post(lead()), 500)
