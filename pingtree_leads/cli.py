@@ -28,10 +28,10 @@ from .importer import OUTCOMES, ImportFileError, ImportSummary, count_rows, impo
 from .migration import migrate_storage
 from .mongo import parse_object_id
 from .openapi import YAMLUnavailableError, openapi_document, to_yaml
-from .provisioning import create_source, rotate_api_key, set_source_active
+from .provisioning import check_dedupe_fields, create_source, rotate_api_key, set_source_active
 from .repository import LeadIndexError
 from .runtime import LeadsRuntime, get_runtime
-from .schemas import DEDUPE_FIELDS, REQUIRABLE_FIELDS, schema_for
+from .schemas import REQUIRABLE_FIELDS, schema_for
 from .sources import SourceConfig
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -47,6 +47,17 @@ def _names(value: tuple[str, ...], allowed: tuple[str, ...], option: str) -> lis
         raise click.BadParameter(f"unknown field(s) {', '.join(unknown)}; choose from {', '.join(allowed)}",
                                  param_hint=option)
     return names
+
+
+def _dedupe_names(value: tuple[str, ...]) -> list[str]:
+    """``--dedupe``: standard fields or extra field names, comma-separated or repeated; 'none' for none."""
+    names = [n.strip() for item in value for n in item.split(",") if n.strip()]
+    if names == ["none"]:
+        return []
+    try:
+        return check_dedupe_fields(names)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--dedupe") from None
 
 
 def _friendly_errors(command: F) -> F:
@@ -106,17 +117,17 @@ def source_or_fail(source_id: str) -> SourceConfig:
 @click.argument("name")
 @click.option("--required", multiple=True, metavar="FIELDS", help="Required fields (repeat or comma-separate).")
 @click.option("--dedupe", multiple=True, default=("email,mobile",), show_default=True, metavar="FIELDS",
-              help="Fields to deduplicate on; 'none' disables deduplication.")
-
-
+              help="Fields to deduplicate on: standard fields or extra field names (custom dedupe); "
+                   "'none' disables deduplication.")
 @click.option("--window-days", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Deduplicate only against leads of the last N days (default: forever).")
-
-
 @click.option("--inactive", is_flag=True, help="Create the source switched off (it answers 403).")
+@click.option("--lenient", is_flag=True,
+              help="Normalise phone punctuation, ZIP+4, state names and MM/DD/YYYY before the rules.")
 @_friendly_errors
 def create_source_command(
-    name: str, required: tuple[str, ...], dedupe: tuple[str, ...], window_days: float | None, inactive: bool
+    name: str, required: tuple[str, ...], dedupe: tuple[str, ...], window_days: float | None, inactive: bool,
+    lenient: bool,
 ) -> None:
     """Create a database source; prints its id and its API key (shown only this once)."""
     if not name.strip():
@@ -124,14 +135,12 @@ def create_source_command(
     created = create_source(
         runtime().database, name,
         required_fields=_names(required, REQUIRABLE_FIELDS, "--required"),
-        dedupe_fields=_names(dedupe, DEDUPE_FIELDS, "--dedupe"),
-        dedupe_window_days=window_days, is_active=not inactive, **provisioning(),
+        dedupe_fields=_dedupe_names(dedupe),
+        dedupe_window_days=window_days, is_active=not inactive, lenient=lenient, **provisioning(),
     )
     click.echo(f"id:      {created.id}")
     click.echo(f"api key: {created.api_key}")
     click.echo("Keep the key now: only its hash is stored.", err=True)
-
-
 @click.command("list-sources")
 @_blueprint_option
 @with_appcontext
@@ -140,27 +149,24 @@ def list_sources() -> None:
     """List database sources (never their keys)."""
     settings = runtime().settings
     docs = runtime().database[settings.sources_collection].find({}, {"api_keys": 0}).sort("_id", 1)
-    rows = [("ID", "ACTIVE", "REQUIRED", "DEDUPE", "WINDOW", "NAME")]
+    rows = [("ID", "ACTIVE", "REQUIRED", "DEDUPE", "WINDOW", "LENIENT", "NAME")]
     for doc in docs:
         window = doc.get("dedupe_window_days")
         rows.append((
             str(doc["_id"]), "yes" if doc.get("is_active", True) else "no",
             ",".join(doc.get("required_fields", [])) or "-", ",".join(doc.get("dedupe_fields", [])) or "-",
-            "forever" if window is None else f"{window:g}d", doc.get("name", ""),
+            "forever" if window is None else f"{window:g}d", "yes" if doc.get("lenient") else "no",
+            doc.get("name", ""),
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         click.echo("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]]))
-
-
 @click.command("rotate-key")
 @_blueprint_option
 @with_appcontext
 @click.argument("source_id")
 @click.option("--grace", type=click.FloatRange(min=0), default=0, show_default=True,
               help="Seconds the old key keeps working.")
-
-
 @_friendly_errors
 def rotate_key(source_id: str, grace: float) -> None:
     """Give a source a new API key; prints it (shown only this once)."""
@@ -201,8 +207,6 @@ def ensure_indexes_command() -> None:
             "another shape, or leads that already break a unique rule, must be removed first"
         ) from None
     click.echo(f"indexes in place on {runtime().repository.leads.full_name}")
-
-
 @click.command("migrate-storage")
 @_blueprint_option
 @with_appcontext
@@ -214,8 +218,6 @@ def migrate_storage_command() -> None:
     click.echo(f"leads rewritten: {report.leads_rewritten}")
     click.echo(f"old indexes dropped: {', '.join(report.indexes_dropped) or 'none'}")
     click.echo(f"indexes in place on {rt.repository.leads.full_name}")
-
-
 @click.command("openapi")
 @_blueprint_option
 @with_appcontext
@@ -266,8 +268,6 @@ class _DatabaseError(click.ClickException):
 @click.option("--map", "mappings", multiple=True, metavar="COLUMN=FIELD", help="Rename a column (repeatable).")
 @click.option("--rejects", type=click.Path(dir_okay=False, writable=True, path_type=Path),
               help="Write every row not stored, with its reason, to this CSV file.")
-
-
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=500, show_default=True)
 @click.option("--dry-run", is_flag=True,
               help="Check every row (fields, duplicates, replays, conflicts against the stored leads); store nothing.")
@@ -294,7 +294,8 @@ def import_command(
             rt.ensure_ready()
         with _rejects_file(rejects) as reject_file, _Progress(total, "checking" if dry_run else "importing") as bar:
             summary = import_csv(
-                csv_file, source, rt.repository, rt.settings, schema_for(source.required_fields, rt.settings),
+                csv_file, source, rt.repository, rt.settings,
+                schema_for(source.required_fields, rt.settings, source.lenient),
                 mapping=mapping, rejects=reject_file, batch_size=batch_size, progress=bar.update,
                 warn=lambda message: click.echo(f"Warning: {message}", err=True), dry_run=dry_run,
                 validators=rt.validators, notify=functools.partial(signals.send, sender=app),
@@ -320,8 +321,6 @@ def _warn_unless_indexed(rt: LeadsRuntime) -> None:
     except LeadIndexError:
         click.echo("Warning: the lead indexes are not in place, so this dry run's look-ups scan the collection "
                    "(a real import creates them first, or refuses with create_indexes=False)", err=True)
-
-
 @contextlib.contextmanager
 def _rejects_file(path: Path | None) -> Iterator[IO[str] | None]:
     """``--rejects FILE`` opened for writing (or None when not asked for)."""

@@ -80,6 +80,10 @@ def lead_fields(request: Request, limit: int) -> dict[str, Any]:
     mimetype = request.mimetype
     if mimetype in JSON_TYPES or (mimetype.startswith("application/") and mimetype.endswith("+json")):
         return parse_json(body)
+    if mimetype in ("", FORM_TYPE) and looks_like_json_object(body):
+        # What `curl -d '{...}'` sends (form type), or a client that sets no type: a JSON
+        # object cannot be a useful form body, so it is read as the JSON it is.
+        return parse_json(body)
     if mimetype == FORM_TYPE:
         return parse_urlencoded(body)
     if mimetype == MULTIPART_TYPE:
@@ -87,6 +91,11 @@ def lead_fields(request: Request, limit: int) -> dict[str, Any]:
     if not body and not mimetype:
         return {}
     raise ApiError(415)
+
+
+def looks_like_json_object(body: bytes) -> bool:
+    """True if ``body`` starts like a JSON object (after a BOM and white space)."""
+    return body.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")[:1] == b"{"
 
 
 def parse_urlencoded(raw: bytes) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
-from . import signals
+from . import lenient, signals
 from .errors import MESSAGES, LeadStatus
 from .mongo import stored_time
 from .repository import LeadRepository, StoreResult, UnwrittenLeads, fingerprint, lead_view
@@ -139,8 +139,8 @@ def column_warnings(header: list[str], columns: list[str], mapping: Mapping[str,
     """A warning for each column that is read as an extra field but looks like a lead field."""
     warnings = []
     for name, target in zip(header, columns, strict=True):
-        if target in DECLARED_FIELDS or name in mapping:
-            continue
+        if target in DECLARED_FIELDS or target in lenient.ALIASES or name in mapping:
+            continue  # a field, or an alias every source reads as its field (phone, zip, dob)
         field = likely_field(name)
         if field is None or field in columns:
             continue

@@ -13,7 +13,7 @@ from pymongo.database import Database
 
 from .keys import hash_api_key, new_api_key
 from .mongo import acknowledged, as_utc, parse_object_id
-from .schemas import DEDUPE_FIELDS, REQUIRABLE_FIELDS
+from .schemas import LEAD_FIELDS, MAX_DEDUPE_FIELDS, REQUIRABLE_FIELDS, dedupe_field_ok
 from .settings import Settings, utc_now
 from .source_cache import CACHES
 from .sources import CreatedSource
@@ -30,6 +30,19 @@ def _check_fields(kind: str, names: Iterable[str], allowed: Sequence[str]) -> li
     return list(dict.fromkeys(names))
 
 
+def check_dedupe_fields(names: Iterable[str]) -> list[str]:
+    """A source's dedupe fields: standard fields or extra field names, at most ``MAX_DEDUPE_FIELDS``."""
+    names = list(dict.fromkeys(names))
+    bad = [n for n in names if not isinstance(n, str) or not (n in LEAD_FIELDS or dedupe_field_ok(n))]
+    if bad:
+        raise ValueError(f"dedupe_fields may name standard fields ({', '.join(LEAD_FIELDS)}) or extra field names "
+                         f"(^[A-Za-z][A-Za-z0-9_-]{{0,63}}$, not an alias or a reserved name); got "
+                         f"{', '.join(map(repr, bad))}")
+    if len(names) > MAX_DEDUPE_FIELDS:
+        raise ValueError(f"a source deduplicates on at most {MAX_DEDUPE_FIELDS} fields; got {len(names)}")
+    return names
+
+
 def create_source(
     database: Database[Any],
     name: str,
@@ -38,12 +51,16 @@ def create_source(
     dedupe_fields: Iterable[str] = ("email", "mobile"),
     dedupe_window_days: float | None = None,
     is_active: bool = True,
+    lenient: bool = False,
     sources_collection: str = Settings.sources_collection,
     clock: Callable[[], datetime] = utc_now,
 ) -> CreatedSource:
     """Provision a database source, as the Pingtree dashboard does.
 
-    Returns its id and its API key; only the key's hash is stored.
+    ``dedupe_fields`` may name standard fields or extra field names (custom dedupe, at
+    most ``MAX_DEDUPE_FIELDS``); ``lenient`` makes the source normalise phone numbers,
+    ZIP+4, state names and US dates before its rules run (lenient.py).  Returns its id
+    and its API key; only the key's hash is stored.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError("a source needs a non-empty name")
@@ -57,7 +74,8 @@ def create_source(
         "_id": source_id,
         "name": clean_name,
         "required_fields": _check_fields("required_fields", required_fields, REQUIRABLE_FIELDS),
-        "dedupe_fields": _check_fields("dedupe_fields", dedupe_fields, DEDUPE_FIELDS),
+        "dedupe_fields": check_dedupe_fields(dedupe_fields),
+        "lenient": bool(lenient),
         "dedupe_window_days": dedupe_window_days,
         "is_active": bool(is_active),
         "api_keys": [{"hash": hash_api_key(key), "expires_at": None}],

@@ -96,11 +96,25 @@ def claim_rule(claim: str) -> str:
     return TRANSACTION_RULE if claim.startswith("-") else claim.split(":", 1)[0]
 
 
-def lead_claims(source: SourceConfig, transaction_id: str, fields: dict[str, Any]) -> dict[str, str]:
-    """rule -> claim for one lead, in the order the server reports them (transaction first)."""
-    claims = {
-        field: dedupe_claim(source.id, field, fields[field]) for field in source.dedupe_fields if field in fields
-    }
+def dedupe_value(value: Any) -> str:
+    """A dedupe field's value as text: a standard field's stored text, or an extra field's
+    value (a JSON number and its digits in a form post are one value; booleans are
+    ``true``/``false``).  Compared exactly, so custom values are case-sensitive."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else repr(value)
+
+
+def lead_claims(source: SourceConfig, transaction_id: str, lead: ValidLead) -> dict[str, str]:
+    """rule -> claim for one lead, in the order the server reports them (transaction first).
+
+    A dedupe field is a standard field or, for custom dedupe, an extra field.
+    """
+    claims: dict[str, str] = {}
+    for field in source.dedupe_fields:
+        value = lead.fields.get(field, lead.extra.get(field))
+        if value is not None:
+            claims[field] = dedupe_claim(source.id, field, dedupe_value(value))
     return {TRANSACTION_RULE: transaction_claim(transaction_id), **dict(sorted(claims.items(), key=lambda i: i[1]))}
 
 
@@ -196,7 +210,7 @@ class LeadRepository:
             "extra": lead.extra,
             "created_at": now,
             # Sorted: the order the server checks and reports them in (transaction claim first).
-            "claims": sorted(lead_claims(source, transaction_id, lead.fields).values()),
+            "claims": sorted(lead_claims(source, transaction_id, lead).values()),
             "fingerprint": fingerprint(lead),
         }
 

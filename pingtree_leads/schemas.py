@@ -22,6 +22,7 @@ from marshmallow import INCLUDE, Schema, ValidationError, fields, missing, post_
 
 from .canonical import canonical_email, has_invisible, nfc, text_character_problem
 from .errors import LeadStatus
+from .lenient import ALIASES, apply_aliases, normalise
 from .settings import Settings
 
 #: The standard lead fields of the original API (a body needs at least one).
@@ -38,8 +39,10 @@ LEAD_FIELDS: tuple[str, ...] = (
 )
 #: Fields a source may list as required.
 REQUIRABLE_FIELDS = LEAD_FIELDS
-#: Fields a source may deduplicate on.
+#: The fields a source deduplicates on unless it says otherwise.
 DEDUPE_FIELDS: tuple[str, ...] = ("email", "mobile")
+#: Most dedupe fields one source may name (each is one index key per stored lead).
+MAX_DEDUPE_FIELDS = 5
 #: TrustedForm request names -> keys under ``trusted_form`` in the stored lead.
 TRUSTED_FORM_FIELDS: dict[str, str] = {
     "xxTrustedFormToken": "token",
@@ -55,7 +58,7 @@ US_STATES = frozenset(
     "AS GU MP PR VI FM MH PW AA AE AP".split()
 )
 
-EXTRA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+EXTRA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 TRANSACTION_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _DIGITS = re.compile(r"[0-9]+")
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -158,12 +161,16 @@ class Email(Text):
 _LETTER = "[^\\W\\d_][\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]*"
 
 
+_SPACE_RUNS = re.compile(" {2,}")
+
+
 class City(Text):
     _plain = re.compile(f"(?:{_LETTER})+(?: (?:{_LETTER})+)*")
     # Letters and separators never overlap, so matching stays linear (no catastrophic backtracking).
     _punctuated = re.compile(f"(?:{_LETTER})+(?:[ .'-]+(?:{_LETTER})+)*\\.?")
 
     def check(self, value: str) -> str:
+        value = _SPACE_RUNS.sub(" ", value)  # "New  York" is New York, and stored so
         wide = _settings(self).city_allow_punctuation
         if not (self._punctuated if wide else self._plain).fullmatch(value):
             rule = "letters, spaces and . - '" if wide else "letters and spaces"
@@ -260,10 +267,12 @@ class LeadSchema(Schema):
     xxTrustedFormPingUrl = HttpsUrl(2048, metadata={"description": "TrustedForm ping URL (https); stored as "
                                                                    "trusted_form.ping_url."})
 
-    def __init__(self, required: Iterable[str] = (), settings: Settings | None = None) -> None:
+    def __init__(self, required: Iterable[str] = (), settings: Settings | None = None, lenient: bool = False) -> None:
         super().__init__()
         self.settings = settings or Settings()
         self.required_fields = tuple(required)
+        #: Normalise before the rules (lenient.py): a lenient source's schema.
+        self.lenient = lenient
         for name in self.required_fields:
             self.fields[name].required = True
 
@@ -314,7 +323,7 @@ class LeadSchema(Schema):
 
     def _extra_problem(self, name: str, value: Any) -> str | None:
         if not EXTRA_NAME.fullmatch(name):
-            return "Unknown field name must match ^[A-Za-z][A-Za-z0-9_]{0,63}$."
+            return "Unknown field name must match ^[A-Za-z][A-Za-z0-9_-]{0,63}$."
         if isinstance(value, str):
             return text_problem(value, self.settings.extra_value_max_length)
         if isinstance(value, bool):
@@ -336,6 +345,13 @@ class LeadSchema(Schema):
 
 #: Every name the schema declares (standard, transaction and TrustedForm fields); others are extra.
 DECLARED_FIELDS = frozenset(LeadSchema._declared_fields)
+
+
+def dedupe_field_ok(name: str) -> bool:
+    """True for a name a source may deduplicate on besides the standard fields: an extra
+    field name that is no alias, no TrustedForm or transaction field, not ``xxTest``."""
+    return bool(EXTRA_NAME.fullmatch(name)) and name not in DECLARED_FIELDS and name not in ALIASES \
+        and name != TEST_FIELD
 
 
 @dataclasses.dataclass(frozen=True)
@@ -433,9 +449,9 @@ def normalize_input(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=1024)
-def schema_for(required: tuple[str, ...], settings: Settings) -> LeadSchema:
+def schema_for(required: tuple[str, ...], settings: Settings, lenient: bool = False) -> LeadSchema:
     """One schema per source rule set and settings, built once and shared (load is thread-safe)."""
-    return LeadSchema(required, settings)
+    return LeadSchema(required, settings, lenient)
 
 
 def _settings(field: fields.Field[Any]) -> Settings:
@@ -446,8 +462,10 @@ def _settings(field: fields.Field[Any]) -> Settings:
 def validate_lead(raw: Mapping[str, Any], schema: LeadSchema) -> ValidLead | LeadRejection:
     """Validate one lead's raw fields against a source's schema."""
     data = normalize_input(raw)
+    errors: dict[str, list[str]] = apply_aliases(data)
+    if schema.lenient:
+        normalise(data)
     missing = [name for name in schema.required_fields if name not in data]
-    errors: dict[str, list[str]] = {}
     if not missing and not any(name in data for name in LEAD_FIELDS):
         # No required fields, but a lead still needs something to identify it.
         errors["_schema"] = ["At least one lead field is required."]

@@ -37,6 +37,7 @@ class PublicSource:
     required_fields: tuple[str, ...]
     dedupe_fields: tuple[str, ...]
     dedupe_window_days: float | None
+    lenient: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +51,7 @@ class SourceConfig:
     dedupe_fields: tuple[str, ...]
     dedupe_window_days: float | None
     key_hashes: tuple[tuple[str, datetime | None], ...]
+    lenient: bool = False
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> SourceConfig:
@@ -63,13 +65,14 @@ class SourceConfig:
             key_hashes=tuple(
                 (k["hash"], as_utc(k["expires_at"]) if k.get("expires_at") else None) for k in doc.get("api_keys", ())
             ),
+            lenient=bool(doc.get("lenient", False)),
         )
 
     def public(self) -> PublicSource:
         """What host validators and signal receivers see of the source (no key hashes)."""
         return PublicSource(
             id=str(self.id), name=self.name, is_active=self.is_active, required_fields=self.required_fields,
-            dedupe_fields=self.dedupe_fields, dedupe_window_days=self.dedupe_window_days,
+            dedupe_fields=self.dedupe_fields, dedupe_window_days=self.dedupe_window_days, lenient=self.lenient,
         )
 
     def dedupe_cutoff(self, now: datetime) -> datetime | None:

@@ -68,7 +68,7 @@ def create_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
                          lead_status=LeadStatus.INVALID_FIELD.value, fields=[])
         raise
     test, test_problems = pop_test_flag(raw)
-    checked = validate_lead(raw, schema_for(source.required_fields, settings))
+    checked = validate_lead(raw, schema_for(source.required_fields, settings, source.lenient))
     if test_problems:
         checked = _with_errors(checked, {TEST_FIELD: test_problems})
     transaction_id = ""

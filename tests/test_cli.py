@@ -60,7 +60,8 @@ def test_created_source_works_on_the_endpoint(cli_app: Flask, database: Any) -> 
     ("args", "message"),
     [
         (("create-source", "X", "--required", "shoe_size"), "shoe_size"),
-        (("create-source", "X", "--dedupe", "first_name"), "first_name"),
+        (("create-source", "X", "--dedupe", "1abc"), "1abc"),
+        (("create-source", "X", "--dedupe", "phone"), "phone"),  # an alias: dedupe on mobile
         (("create-source", "X", "--window-days", "0"), "window-days"),
         (("create-source", "   "), "blank"),
         (("rotate-key", "nope"), "no database source"),

@@ -35,7 +35,10 @@ def test_create_source_returns_id_and_key_and_stores_only_a_hash(database: Any) 
     "kwargs",
     [
         {"required_fields": ["email", "shoe_size"]},
-        {"dedupe_fields": ["first_name"]},
+        {"dedupe_fields": ["phone"]},  # an alias: dedupe on mobile
+        {"dedupe_fields": ["1abc"]},
+        {"dedupe_fields": ["transaction_id"]},
+        {"dedupe_fields": ["a", "b", "c", "d", "e", "f"]},  # more than MAX_DEDUPE_FIELDS
         {"dedupe_window_days": 0},
         {"dedupe_window_days": -3},
     ],
