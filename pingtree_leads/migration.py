@@ -3,8 +3,9 @@
 0.1 kept one sparse unique index per dedupe field (``dedupe.email``, ``dedupe.mobile``)
 beside ``(source_id, transaction_id)``; a sparse index and an index without the shard
 key in front cannot live on a sharded collection.  The claims layout keeps every rule in
-one ``(source_id, claims)`` index (repository.py).  The hashes are the same in both
-layouts, so each lead's claims are built from what it stores, without its PII.
+one ``(source_id, claims)`` index (repository.py).  Each lead's claims are built from the
+values it stores, for the fields it held a 0.1 claim for (a claim released after its
+window stays released).
 
 Run it with the writers stopped (``flask pingtree-leads migrate-storage``): while it
 runs, neither layout's rules hold for every lead.  It is idempotent: a second run finds
@@ -19,7 +20,7 @@ from typing import Any
 from pymongo.database import Database
 
 from .mongo import acknowledged
-from .repository import OLD_INDEXES, LeadIndexError, LeadRepository, transaction_claim
+from .repository import OLD_INDEXES, LeadIndexError, LeadRepository, dedupe_claim, transaction_claim
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,12 +35,15 @@ def migrate_storage(database: Database[Any], leads_collection: str = "leads") ->
     rewritten = 0
     # One update per lead: simple and resumable (a lead with claims is done).  mongomock cannot
     # run pymongo 4.20's bulk UpdateOne, and the suite migrates on mongomock too.
-    for doc in leads.find({"claims": {"$exists": False}}, {"transaction_id": 1, "dedupe": 1}):
+    for doc in leads.find({"claims": {"$exists": False}}):
         if not isinstance(doc.get("transaction_id"), str):
             raise LeadIndexError(f"lead {doc['_id']} in {leads.full_name} has no transaction_id: it was not stored "
                                  "by pingtree_leads; give it one (or remove it) and run the migration again")
-        held = doc.get("dedupe") or {}
-        claims = sorted([transaction_claim(doc["transaction_id"]), *(f"{field}:{h}" for field, h in held.items())])
+        # 0.1 hashed the value itself; claims hash its SHA-256 (so pings can send hashes): built
+        # again from the stored value of each field the lead held a claim for.
+        held = [field for field in doc.get("dedupe") or {} if isinstance(doc.get(field), str)]
+        claims = sorted([transaction_claim(doc["transaction_id"]),
+                         *(dedupe_claim(doc["source_id"], field, doc[field]) for field in held)])
         result = leads.update_one({"_id": doc["_id"], "claims": {"$exists": False}},
                                   {"$set": {"claims": claims}, "$unset": {"dedupe": ""}})
         rewritten += result.modified_count

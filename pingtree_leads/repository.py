@@ -76,9 +76,20 @@ class StoreResult:
     matched_on: tuple[str, ...] = ()
 
 
+def value_sha256(value: str) -> str:
+    """The lower-case hex SHA-256 of a dedupe value's canonical text (what a hashed ping sends)."""
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def claim_hash(source_id: ObjectId, field: str, value: str) -> str:
     """A per-source key for a dedupe value; a hash, so the index holds no PII."""
-    return hashlib.sha256(f"{source_id}\x1f{field}\x1f{value}".encode()).hexdigest()[:32]
+    return claim_hash_of_sha256(source_id, field, value_sha256(value))
+
+
+def claim_hash_of_sha256(source_id: ObjectId, field: str, sha256_hex: str) -> str:
+    """The same key from the value's SHA-256 alone: a seller can ask about a consumer
+    without sending the value (pre-ping), and the claim is still the lead's claim."""
+    return hashlib.sha256(f"{source_id}\x1f{field}\x1f{sha256_hex}".encode()).hexdigest()[:32]
 
 
 def dedupe_claim(source_id: ObjectId, field: str, value: str) -> str:

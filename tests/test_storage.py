@@ -289,7 +289,10 @@ def test_the_old_layout_is_refused_with_what_to_run(database: Any) -> None:
 
 def test_migration_moves_old_leads_to_claims_keeping_every_rule(database: Any, clock: Any) -> None:
     from pingtree_leads import migrate_storage
-    from pingtree_leads.repository import claim_hash
+    import hashlib
+
+    def claim_hash_0_1(source_id: ObjectId, field: str, value: str) -> str:  # what 0.1 stored
+        return hashlib.sha256(f"{source_id}\x1f{field}\x1f{value}".encode()).hexdigest()[:32]
 
     src = create_source(database, "Old layout", clock=clock)
     sid = ObjectId(src.id)
@@ -300,7 +303,7 @@ def test_migration_moves_old_leads_to_claims_keeping_every_rule(database: Any, c
     old = lead(transaction_id="old-1")
     leads.insert_one({"source_id": sid, "transaction_id": "old-1", **old, "trusted_form": {}, "extra": {},
                       "created_at": clock(), "fingerprint": "x",
-                      "dedupe": {f: claim_hash(sid, f, old[f]) for f in ("email", "mobile")}})
+                      "dedupe": {f: claim_hash_0_1(sid, f, old[f]) for f in ("email", "mobile")}})
     leads.insert_one({"source_id": sid, "transaction_id": "old-2", "first_name": "Nodedupe", "created_at": clock(),
                       "fingerprint": "y", "dedupe": {}})
     report = migrate_storage(database)
