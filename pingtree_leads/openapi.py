@@ -1,7 +1,9 @@
 """The OpenAPI 3 document of the endpoint, generated from the marshmallow schemas.
 
 Field rules come from ``schemas.LeadSchema`` (each field class states its rule
-as OpenAPI properties), so the document cannot drift from the validation.
+as OpenAPI properties), so the document cannot drift from the validation.  It
+follows the settings: ``GET`` on create only while ``allow_get`` is on, the fetch
+operation only while ``allow_fetch`` is on (the route answers 404 otherwise).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from marshmallow import ValidationError, fields
 
 from .errors import (
     ACCEPTED_MESSAGE,
+    BAD_SOURCE_ID_MESSAGE,
     BODY_ERROR_MESSAGE,
     DUPLICATE_MESSAGE,
     INVALID_FIELD_MESSAGE,
@@ -28,9 +31,12 @@ from .schemas import (
     LATIN_LETTERS,
     LEAD_FIELDS,
     REQUIRED_MESSAGE,
+    TEST_FIELD,
+    TRANSACTION_ID,
     TRUSTED_FORM_FIELDS,
     US_STATES,
     LeadSchema,
+    pop_test_flag,
 )
 from .settings import Settings
 from .version import __version__
@@ -38,6 +44,32 @@ from .version import __version__
 OPENAPI_VERSION = "3.0.3"
 SOURCE_ID = "6566f0c2a1b2c3d4e5f60718"
 LEAD_ID = "6566f0c2a1b2c3d4e5f6071f"
+OBJECT_ID_PATTERN = "^[0-9a-fA-F]{24}$"
+#: What ``xxTest`` accepts as text (the server also trims other whitespace); JSON true/false and 0/1 too.
+TEST_FLAG_PATTERN = "^ *([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|1|0)? *$"
+TEST_FLAG_DESCRIPTION = (
+    "Test mode. true or 1 (any case; JSON true): the lead is checked exactly like a real one (key, source, "
+    "fields, host validators, duplicates and replays against the stored leads) and answered with the same "
+    "status and lead_status plus \"test\": true, but nothing is stored, no claim is held and no signal is sent; "
+    "a new lead's answer has no lead_id. false, 0 or blank: a normal request. Anything else is invalidField. "
+    "Never stored."
+)
+
+#: The fetch operation's answers (views.fetch_lead; tests/test_openapi.py compares them with real ones).
+FETCH_FOUND_MESSAGE = "Lead found"
+FETCH_NOT_FOUND_MESSAGE = "No such lead for this database source"
+FETCH_ONE_PARAMETER = "Give exactly one of lead_id and transaction_id"
+FETCH_BAD_LEAD_ID = "lead_id must be a 24-hex ObjectId"
+FETCH_BAD_TRANSACTION_ID = "transaction_id is malformed"
+#: The lead of the fetch example (the test posts the lead it comes from and compares).
+FETCH_EXAMPLE_LEAD: dict[str, Any] = {
+    "lead_id": LEAD_ID, "transaction_id": "tx-1001",
+    "first_name": "Ada", "last_name": "Lovelace", "email": "ada.lovelace@example.com", "mobile": "2125550123",
+    "state": "NY", "zip_code": "10001",
+    "trusted_form": {"cert_url": "https://cert.trustedform.com/2f4c1e9a7b3d5f8e0a6c4b2d9e1f3a5c7b9d0e2f"},
+    "extra": {"utm_source": "spring_campaign", "coverage_amount": 250000},
+    "created_at": "2025-03-14T16:05:09.412+00:00",
+}
 
 #: The request body Swagger UI's "Try it out" starts from (it sends an example as it is).
 #: No transaction_id: the server generates a new one per request, so a second try is not a
@@ -51,7 +83,8 @@ REQUEST_EXAMPLE: dict[str, str] = {
 REQUEST_EXAMPLE_NOTE = (
     "The example has no transaction_id, so the server generates one and trying it twice is never a replay "
     "or a 409. Its email is fixed: on a source that deduplicates on email, the second try answers 201 with "
-    "lead_status \"duplicate\" (nothing stored); change the email to store another lead."
+    "lead_status \"duplicate\" (nothing stored); change the email to store another lead. Add \"xxTest\": \"true\" "
+    "to check a lead without storing it."
 )
 
 
@@ -66,6 +99,12 @@ def _rule_errors(values: dict[str, str]) -> dict[str, list[str]]:
     except ValidationError as exc:
         return {name: list(messages) for name, messages in exc.messages_dict.items()}
     raise AssertionError(f"{values!r} is valid")  # pragma: no cover - a broken example
+
+
+def _test_flag_errors(value: Any) -> dict[str, list[str]]:
+    """The server's own message for a test flag it refuses."""
+    _, problems = pop_test_flag({TEST_FIELD: value})
+    return {TEST_FIELD: problems}
 
 
 def _field_rule(converter: Any, field: fields.Field[Any], **kwargs: Any) -> dict[str, Any]:
@@ -119,6 +158,16 @@ def _responses(settings: Settings, has_body: bool) -> dict[str, Any]:
             {"lead_status": LeadStatus.INVALID_FIELD.value, "fields": list(invalid), "errors": invalid},
         ),
     }
+    rejection["testMissingField"] = _example(
+        "error", MISSING_FIELD_MESSAGE,
+        {"lead_status": LeadStatus.MISSING_FIELD.value, "fields": ["email"], "errors": {"email": [REQUIRED_MESSAGE]},
+         "test": True},
+    )
+    bad_flag = _test_flag_errors("yes")
+    rejection["invalidTestFlag"] = _example(
+        "error", INVALID_FIELD_MESSAGE,
+        {"lead_status": LeadStatus.INVALID_FIELD.value, "fields": list(bad_flag), "errors": bad_flag},
+    )
     if has_body:
         rejection["invalidBody"] = _example(
             "error", BODY_ERROR_MESSAGE,
@@ -127,7 +176,9 @@ def _responses(settings: Settings, has_body: bool) -> dict[str, Any]:
         )
     responses: dict[str, Any] = {
         "201": {
-            "description": "Accepted (stored), a duplicate (not stored), or a replay of an accepted transaction_id.",
+            "description": "Accepted (stored), a duplicate (not stored), or a replay of an accepted transaction_id. "
+                           "In test mode (xxTest) the same answers with \"test\": true, nothing stored, and no "
+                           "lead_id for a new lead.",
             "content": {
                 "application/json": {
                     "schema": {"$ref": "#/components/schemas/Created"},
@@ -140,12 +191,22 @@ def _responses(settings: Settings, has_body: bool) -> dict[str, Any]:
                         "replay": _example("success", REPLAYED_MESSAGE, {
                             "lead_status": LeadStatus.ACCEPT.value, "transaction_id": "tx-1001", "lead_id": LEAD_ID,
                             "replayed": True}),
+                        # Test mode (xxTest): the same answers with "test": true; a new lead gets no lead_id.
+                        "testAccept": _example("success", ACCEPTED_MESSAGE, {
+                            "lead_status": LeadStatus.ACCEPT.value, "transaction_id": "tx-1003", "test": True}),
+                        "testDuplicate": _example("success", DUPLICATE_MESSAGE, {
+                            "lead_status": LeadStatus.DUPLICATE.value, "transaction_id": "tx-1004",
+                            "matched_on": ["email"], "test": True}),
+                        "testReplay": _example("success", REPLAYED_MESSAGE, {
+                            "lead_status": LeadStatus.ACCEPT.value, "transaction_id": "tx-1001", "lead_id": LEAD_ID,
+                            "replayed": True, "test": True}),
                     },
                 }
             },
         },
         "400": {
-            "description": "A required field is missing (missingField) or a field breaks its rule (invalidField).",
+            "description": "A required field is missing (missingField) or a field breaks its rule (invalidField), "
+                           "a host validator's refusal included; \"test\": true in test mode.",
             "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/Rejected"}, "examples": rejection}
             },
@@ -154,7 +215,8 @@ def _responses(settings: Settings, has_body: bool) -> dict[str, Any]:
         "403": _error(403),
         "404": _error(404),
         "405": _error(405, {"Allow": {"schema": {"type": "string", "example": allow}}}),
-        "409": _error(409, conflict=_example("error", MESSAGES[409], {"transaction_id": "tx-1001"})),
+        "409": _error(409, conflict=_example("error", MESSAGES[409], {"transaction_id": "tx-1001"}),
+                      testConflict=_example("error", MESSAGES[409], {"transaction_id": "tx-1001", "test": True})),
         "500": _error(500),
         "503": _error(503, {"Retry-After": {"schema": {"type": "integer", "example": settings.retry_after_seconds}}}),
     }
@@ -173,19 +235,26 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
         version=__version__,
         openapi_version=OPENAPI_VERSION,
         plugins=[plugin],
-        info={"description": "Add a lead to a database source. Every answer is the JSON envelope "
-                             "{status, message, data}."},
+        info={"description": "Add a lead to a database source"
+                             + (", or read a stored one back" if settings.allow_fetch else "")
+                             + ". Every answer is the JSON envelope {status, message, data}."},
     )
     plugin.converter.add_attribute_function(_field_rule)  # type: ignore[union-attr]
-    spec.tag({"name": "leads", "description": "Add leads to a database source."})
+    spec.tag({"name": "leads", "description": "Add leads to a database source"
+                                              + (" and read them back." if settings.allow_fetch else ".")})
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer",
                                                "description": "The API key of the database source."})
     lead = plugin.converter.schema2jsonschema(LeadSchema)  # type: ignore[union-attr]
     extra_value = {"anyOf": [{"type": "string", "maxLength": settings.extra_value_max_length},
                              {"type": "number"}, {"type": "boolean"}]}
     lead_schema = copy.deepcopy(lead)
+    lead_schema["properties"][TEST_FIELD] = {
+        "description": TEST_FLAG_DESCRIPTION,
+        "oneOf": [{"type": "string", "pattern": TEST_FLAG_PATTERN}, {"type": "boolean"},
+                  {"type": "integer", "enum": [0, 1]}],
+    }
     lead_schema["additionalProperties"] = extra_value
-    lead_schema["maxProperties"] = len(lead["properties"]) + settings.max_extra_fields
+    lead_schema["maxProperties"] = len(lead_schema["properties"]) + settings.max_extra_fields
     lead_schema["anyOf"] = [{"required": [name]} for name in LEAD_FIELDS]  # at least one lead field
     lead_schema["description"] = (
         "At least one of " + ", ".join(LEAD_FIELDS) + ". Which are required is set per database source. "
@@ -216,6 +285,7 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
             "lead_id": {"type": "string", "pattern": "^[0-9a-f]{24}$"},
             "replayed": {"type": "boolean"},
             "matched_on": {"type": "array", "items": {"type": "string", "enum": list(DEDUPE_FIELDS)}},
+            "test": {"type": "boolean", "enum": [True], "description": "Test mode (xxTest): nothing was stored."},
         },
     }))
     spec.components.schema("Rejected", _envelope("error", {
@@ -226,13 +296,14 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
                             "enum": [LeadStatus.MISSING_FIELD.value, LeadStatus.INVALID_FIELD.value]},
             "fields": {"type": "array", "items": {"type": "string"}},
             "errors": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+            "test": {"type": "boolean", "enum": [True], "description": "Test mode (xxTest)."},
         },
     }))
     spec.components.schema("Error", _envelope("error"))
 
     source_id = {"name": "db_source_id", "in": "path", "required": True,
                  "description": "MongoDB ObjectId of the database source (24 hex digits).",
-                 "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{24}$", "example": SOURCE_ID}}
+                 "schema": {"type": "string", "pattern": OBJECT_ID_PATTERN, "example": SOURCE_ID}}
     body_ref = {"$ref": "#/components/schemas/LeadInput"}
     operations: dict[str, Any] = {
         "post": {
@@ -267,7 +338,101 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
         }
     spec.path(path=f"{path_prefix}/api/lead/create/{{db_source_id}}",
               parameters=[source_id], operations=operations)
+    if settings.allow_fetch:
+        _add_fetch(spec, settings, lead_schema, extra_value, source_id, path_prefix)
     return spec.to_dict()
+
+
+def _add_fetch(spec: APISpec, settings: Settings, lead_schema: dict[str, Any], extra_value: dict[str, Any],
+               source_id: dict[str, Any], path_prefix: str) -> None:
+    """``GET <prefix>/api/lead/fetch/{db_source_id}``: only while ``allow_fetch`` is on (else the route is a 404)."""
+    stored_fields = {
+        name: {"type": "string", "description": lead_schema["properties"][name].get("description", "")}
+        for name in LEAD_FIELDS
+    }
+    spec.components.schema("StoredLead", {
+        "type": "object",
+        "description": "A stored lead, as fetch answers it and the lead_accepted signal carries it: the standard "
+                       "fields that were sent, as stored (email canonical, state upper-case, mobile and zip_code "
+                       "digit strings), TrustedForm fields under trusted_form, other fields under extra. Internal "
+                       "bookkeeping (source_id, claims, fingerprint) is left out.",
+        "required": ["lead_id", "transaction_id", "trusted_form", "extra", "created_at"],
+        "properties": {
+            "lead_id": {"type": "string", "pattern": "^[0-9a-f]{24}$"},
+            "transaction_id": {"type": "string", "description": "As sent, or generated when the post had none."},
+            **stored_fields,
+            "trusted_form": {
+                "type": "object",
+                "properties": {key: {"type": "string"} for key in TRUSTED_FORM_FIELDS.values()},
+                "additionalProperties": False,
+            },
+            "extra": {"type": "object", "additionalProperties": extra_value},
+            "created_at": {"type": "string", "format": "date-time",
+                           "description": "When it was stored: UTC, ISO 8601 with milliseconds."},
+        },
+    })
+    spec.components.schema("LeadFound", _envelope("success", {
+        "type": "object", "required": ["lead"], "properties": {"lead": {"$ref": "#/components/schemas/StoredLead"}},
+    }))
+    spec.components.schema("QueryRejected", _envelope("error", {
+        "type": "object",
+        "required": ["fields", "errors"],
+        "properties": {
+            "fields": {"type": "array", "items": {"type": "string"}},
+            "errors": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+        },
+    }))
+    one = {"fields": ["lead_id", "transaction_id"], "errors": {"_query": [FETCH_ONE_PARAMETER + "."]}}
+    responses: dict[str, Any] = {
+        "200": {
+            "description": "The source's lead with that lead_id or transaction_id.",
+            "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/LeadFound"},
+                "examples": {"found": _example("success", FETCH_FOUND_MESSAGE, {"lead": FETCH_EXAMPLE_LEAD})},
+            }},
+        },
+        "400": {
+            "description": "Neither or both of lead_id and transaction_id, or a malformed one.",
+            "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/QueryRejected"},
+                "examples": {
+                    "notExactlyOne": _example("error", FETCH_ONE_PARAMETER, one),
+                    "badLeadId": _example("error", FETCH_BAD_LEAD_ID, {
+                        "fields": ["lead_id"], "errors": {"lead_id": ["Must be a 24-hex ObjectId."]}}),
+                    "badTransactionId": _example("error", FETCH_BAD_TRANSACTION_ID, {
+                        "fields": ["transaction_id"],
+                        "errors": {"transaction_id": ["Must be 1-128 of A-Z a-z 0-9 . _ -"]}}),
+                },
+            }},
+        },
+        "401": _error(401, {"WWW-Authenticate": {"schema": {"type": "string", "example": "Bearer"}}}),
+        "403": _error(403),
+        "404": _error(404, notFound=_example("error", FETCH_NOT_FOUND_MESSAGE, {}),
+                      badSourceId=_example("error", BAD_SOURCE_ID_MESSAGE, {})),
+        "405": _error(405, {"Allow": {"schema": {"type": "string", "example": "GET"}}}),
+        "500": _error(500),
+        "503": _error(503, {"Retry-After": {"schema": {"type": "integer", "example": settings.retry_after_seconds}}}),
+    }
+    parameters = [
+        {"name": "lead_id", "in": "query", "required": False,
+         "description": "The lead_id a 201 accept answered (24 hex). Give this or transaction_id, not both.",
+         "schema": {"type": "string", "pattern": OBJECT_ID_PATTERN, "example": LEAD_ID}},
+        {"name": "transaction_id", "in": "query", "required": False,
+         "description": "The lead's transaction_id (sent or generated). Give this or lead_id, not both.",
+         "schema": {"type": "string", "pattern": f"^{TRANSACTION_ID.pattern}$", "example": "tx-1001"}},
+    ]
+    spec.path(path=f"{path_prefix}/api/lead/fetch/{{db_source_id}}", parameters=[source_id], operations={
+        "get": {
+            "operationId": "fetchLead",
+            "tags": ["leads"],
+            "summary": "Read one stored lead of the source back (on because allow_fetch is on)",
+            "description": "Returns the lead's PII to whoever holds the source's key: a leaked key reads every "
+                           "lead of its source. Another source's lead is not found (404).",
+            "security": [{"bearer": []}],
+            "parameters": parameters,
+            "responses": responses,
+        }
+    })
 
 
 def to_yaml(document: dict[str, Any]) -> str:

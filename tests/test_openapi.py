@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,9 @@ import pytest
 from flask import Flask
 from openapi_spec_validator import validate
 
-from pingtree_leads import PingtreeLeads, Settings, create_blueprint
-from pingtree_leads.openapi import REQUEST_EXAMPLE, openapi_document
-from pingtree_leads.schemas import LEAD_FIELDS, TRUSTED_FORM_FIELDS, US_STATES
+from pingtree_leads import PingtreeLeads, Settings, create_blueprint, create_source
+from pingtree_leads.openapi import FETCH_EXAMPLE_LEAD, LEAD_ID, REQUEST_EXAMPLE, openapi_document
+from pingtree_leads.schemas import LEAD_FIELDS, TEST_FIELD, TRUSTED_FORM_FIELDS, US_STATES
 
 from .conftest import Poster, assert_envelope, lead, make_app
 
@@ -23,7 +24,8 @@ GET_STATUSES = CONTRACT_STATUSES - {"413", "415"}
 
 
 @pytest.mark.parametrize(
-    "settings", [Settings(), Settings(allow_get=False, city_allow_punctuation=True, max_extra_fields=3)]
+    "settings", [Settings(), Settings(allow_get=False, city_allow_punctuation=True, max_extra_fields=3),
+                 Settings(allow_fetch=True), Settings(allow_fetch=True, allow_get=False)]
 )
 def test_document_is_valid_openapi(settings: Settings) -> None:
     validate(openapi_document(settings))
@@ -51,7 +53,7 @@ def test_every_contract_outcome_is_documented_with_an_example() -> None:
 def test_every_field_is_documented_with_its_rule() -> None:
     doc = openapi_document()
     props = doc["components"]["schemas"]["LeadInput"]["properties"]
-    assert set(props) == {*LEAD_FIELDS, "transaction_id", *TRUSTED_FORM_FIELDS}
+    assert set(props) == {*LEAD_FIELDS, "transaction_id", *TRUSTED_FORM_FIELDS, TEST_FIELD}
     assert props["first_name"]["maxLength"] == 100
     assert props["email"]["format"] == "email"
     assert props["zip_code"]["oneOf"][0]["pattern"] == "^[0-9]{5}$"
@@ -66,6 +68,90 @@ def test_every_field_is_documented_with_its_rule() -> None:
 def test_get_is_documented_only_when_allowed() -> None:
     (path,) = openapi_document(Settings(allow_get=False))["paths"].values()
     assert "get" not in path and "post" in path
+
+
+def test_test_mode_flag_is_documented_on_post_and_get() -> None:
+    doc = openapi_document()
+    flag = doc["components"]["schemas"]["LeadInput"]["properties"][TEST_FIELD]
+    assert "nothing is stored" in flag["description"] and "Never stored" in flag["description"]
+    (path,) = doc["paths"].values()
+    assert any(p["name"] == TEST_FIELD for p in path["get"]["parameters"])
+    # xxTest is no extra field: it does not use up one of max_extra_fields.
+    lead_input = doc["components"]["schemas"]["LeadInput"]
+    assert lead_input["maxProperties"] == len(lead_input["properties"]) + Settings().max_extra_fields
+    for status in ("201", "400", "409"):
+        examples = path["post"]["responses"][status]["content"]["application/json"]["examples"]
+        assert any(e["value"]["data"].get("test") is True for e in examples.values()), status
+    test_accept = path["post"]["responses"]["201"]["content"]["application/json"]["examples"]["testAccept"]
+    assert "lead_id" not in test_accept["value"]["data"]
+
+
+FETCH_PATH = "/api/lead/fetch/{db_source_id}"
+FETCH_STATUSES = {"200", "400", "401", "403", "404", "405", "500", "503"}
+
+
+def test_fetch_is_documented_only_when_allowed() -> None:
+    assert FETCH_PATH not in openapi_document()["paths"]  # off by default: the route is a 404 then
+    doc = openapi_document(Settings(allow_fetch=True))
+    fetch = doc["paths"][FETCH_PATH]
+    assert set(fetch) == {"get", "parameters"}  # GET only; the db_source_id path parameter
+    operation = fetch["get"]
+    assert operation["operationId"] == "fetchLead" and operation["security"] == [{"bearer": []}]
+    assert {p["name"]: p["in"] for p in operation["parameters"]} == {"lead_id": "query", "transaction_id": "query"}
+    assert not any(p["required"] for p in operation["parameters"])
+    assert set(operation["responses"]) == FETCH_STATUSES
+    for status, response in operation["responses"].items():
+        assert response["content"]["application/json"]["examples"], status
+    assert operation["responses"]["405"]["headers"]["Allow"]["schema"]["example"] == "GET"
+    stored = doc["components"]["schemas"]["StoredLead"]
+    assert set(stored["required"]) == {"lead_id", "transaction_id", "trusted_form", "extra", "created_at"}
+    assert set(LEAD_FIELDS) <= set(stored["properties"])
+
+
+def _value(examples: dict[str, Any], name: str) -> dict[str, Any]:
+    value: dict[str, Any] = examples[name]["value"]
+    return value
+
+
+def _examples(operation: dict[str, Any], status: str) -> dict[str, Any]:
+    examples: dict[str, Any] = operation["responses"][status]["content"]["application/json"]["examples"]
+    return examples
+
+
+def _real(response: Any, status: int) -> dict[str, Any]:
+    """The whole answer, with a lead_id (random) replaced by the documents' placeholder."""
+    assert_envelope(response, status)
+    body: dict[str, Any] = response.get_json()
+    if "lead_id" in body["data"]:
+        body["data"]["lead_id"] = LEAD_ID
+    return body
+
+
+def test_create_examples_are_real_answers_test_mode_included(poster: Poster, database: Any) -> None:
+    (path,) = openapi_document()["paths"].values()
+    post = path["post"]
+    created, conflict = _examples(post, "201"), _examples(post, "409")
+    stored = {**REQUEST_EXAMPLE, "transaction_id": "tx-1001"}
+    assert _real(poster.post(stored), 201) == _value(created, "accept")
+    assert _real(poster.post({**stored, TEST_FIELD: "true"}), 201) == _value(created, "testReplay")
+    assert _real(poster.post(stored), 201) == _value(created, "replay")
+    duplicate = {"email": REQUEST_EXAMPLE["email"], "transaction_id": "tx-1002"}
+    assert _real(poster.post(duplicate), 201) == _value(created, "duplicate")
+    test_duplicate = {**duplicate, "transaction_id": "tx-1004", TEST_FIELD: "1"}
+    assert _real(poster.post(test_duplicate), 201) == _value(created, "testDuplicate")
+    new = {**REQUEST_EXAMPLE, "email": "ada.2@example.com", "transaction_id": "tx-1003", TEST_FIELD: True}
+    assert _real(poster.post(new), 201) == _value(created, "testAccept")
+    other = {**stored, "first_name": "Augusta"}
+    assert _real(poster.post({**other, TEST_FIELD: "TRUE"}), 409) == _value(conflict, "testConflict")
+    assert _real(poster.post(other), 409) == _value(conflict, "conflict")
+    assert poster.count() == 1  # the test-mode posts stored nothing
+
+    rejected = _examples(post, "400")
+    assert _real(poster.post({**REQUEST_EXAMPLE, TEST_FIELD: "yes"}), 400) == _value(rejected, "invalidTestFlag")
+    needs_email = create_source(database, "Needs email", required_fields=["email"])
+    strict = Poster(poster.client, database, needs_email)
+    assert _real(strict.post({"first_name": "Ada"}), 400) == _value(rejected, "missingField")
+    assert _real(strict.post({"first_name": "Ada", TEST_FIELD: "1"}), 400) == _value(rejected, "testMissingField")
 
 
 def test_document_examples_have_the_shape_of_real_answers(poster: Poster) -> None:
@@ -83,6 +169,89 @@ def test_document_examples_have_the_shape_of_real_answers(poster: Poster) -> Non
     assert set(missing["value"]["data"]) == set(assert_envelope(poster.post({"campaign": "x"}), 400))
 
 
+#: The post behind FETCH_EXAMPLE_LEAD: the example is what fetch answers for it.
+FETCH_EXAMPLE_POST: dict[str, Any] = {
+    "first_name": "Ada", "last_name": "Lovelace", "email": "Ada.Lovelace@Example.com", "mobile": "2125550123",
+    "state": "ny", "zip_code": "10001", "transaction_id": "tx-1001",
+    "xxTrustedFormCertUrl": FETCH_EXAMPLE_LEAD["trusted_form"]["cert_url"],
+    "utm_source": "spring_campaign", "coverage_amount": 250000,
+}
+
+
+def test_fetch_examples_are_real_answers(database: Any) -> None:
+    app = make_app(database, allow_fetch=True)
+    client = app.test_client()
+    source = create_source(database, "Fetched")
+    poster = Poster(client, database, source)
+    stored = assert_envelope(poster.post(FETCH_EXAMPLE_POST), 201)
+    operation = openapi_document(Settings(allow_fetch=True))["paths"][FETCH_PATH]["get"]
+    url = f"/api/lead/fetch/{source.id}"
+
+    def fetch(**query: str) -> Any:
+        return client.get(url, query_string=query, headers=poster.headers)
+
+    found = _value(_examples(operation, "200"), "found")
+    for query in ({"lead_id": stored["lead_id"]}, {"transaction_id": "tx-1001"}):
+        real = _real(fetch(**query), 200)
+        lead = real["data"]["lead"]
+        assert lead["lead_id"] == stored["lead_id"]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", lead["created_at"])
+        lead.update(lead_id=LEAD_ID, created_at=FETCH_EXAMPLE_LEAD["created_at"])
+        assert real == found
+    rejected = _examples(operation, "400")
+    assert _real(fetch(), 400) == _value(rejected, "notExactlyOne")
+    assert _real(fetch(lead_id=LEAD_ID, transaction_id="tx-1001"), 400) == _value(rejected, "notExactlyOne")
+    assert _real(fetch(lead_id="nope"), 400) == _value(rejected, "badLeadId")
+    assert _real(fetch(transaction_id="bad id!"), 400) == _value(rejected, "badTransactionId")
+    not_found = _examples(operation, "404")
+    assert _real(fetch(lead_id="0" * 24), 404) == _value(not_found, "notFound")
+    assert _real(client.get("/api/lead/fetch/12345?lead_id=x"), 404) == _value(not_found, "badSourceId")
+    assert _real(client.get(url, query_string={"lead_id": LEAD_ID}), 401) == _value(_examples(operation, "401"),
+                                                                                      "error")
+    response = client.post(url, headers=poster.headers)
+    assert _real(response, 405) == _value(_examples(operation, "405"), "error")
+    assert response.headers["Allow"] == operation["responses"]["405"]["headers"]["Allow"]["schema"]["example"]
+
+
+def test_schemathesis_finds_fetch_answers_conforming(database: Any) -> None:
+    """schemathesis against the fetch operation as documented (the create operations: test_fuzz.py)."""
+    import schemathesis
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hypothesis_settings
+    from schemathesis import GenerationMode
+
+    from .test_fuzz import CHECKS, examples
+
+    app = make_app(database, allow_fetch=True)
+    source = create_source(database, "Fuzzed fetch")
+    poster = Poster(app.test_client(), database, source)
+    stored = assert_envelope(poster.post(FETCH_EXAMPLE_POST), 201)
+    operation = schemathesis.openapi.from_wsgi("/api/lead/openapi.json", app)[FETCH_PATH]["GET"]
+    auth = {"Authorization": f"Bearer {source.api_key}"}
+    statuses: set[int] = set()
+
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+        @hypothesis_settings(max_examples=examples(database, 60, 20), suppress_health_check=list(HealthCheck),
+                             deadline=None)
+        @given(case=operation.as_strategy(mode))
+        def check(case: Any) -> None:
+            case.path_parameters = {"db_source_id": source.id}
+            case.headers = {**(case.headers or {}), **auth}
+            response = case.call()
+            statuses.add(response.status_code)
+            case.validate_response(response, checks=CHECKS)
+
+        check()
+    # 200: schemathesis also sends the parameters' examples, and tx-1001 is the stored lead's id.
+    assert statuses <= {200, 400, 404}, statuses
+    # The stored lead, by either key, is a conforming 200.
+    for query in ({"lead_id": stored["lead_id"]}, {"transaction_id": "tx-1001"}):
+        case = operation.Case(path_parameters={"db_source_id": source.id}, headers=auth, query=query)
+        response = case.call()
+        assert response.status_code == 200
+        case.validate_response(response, checks=CHECKS)
+
+
 def test_document_is_served_under_the_blueprint_prefix(database: Any) -> None:
     from flask import Flask
 
@@ -95,6 +264,13 @@ def test_document_is_served_under_the_blueprint_prefix(database: Any) -> None:
     doc = response.get_json()
     validate(doc)
     assert list(doc["paths"]) == ["/x/api/lead/create/{db_source_id}"]
+    # With fetch on, its path is there too, under the same prefix (served and printed by the CLI alike).
+    on = Flask("host_with_fetch")
+    PingtreeLeads(allow_fetch=True).init_app(on, database=database, url_prefix="/x")
+    served = on.test_client().get("/x/api/lead/openapi.json").get_json()
+    validate(served)
+    assert list(served["paths"]) == ["/x/api/lead/create/{db_source_id}", "/x" + FETCH_PATH]
+    assert json.loads(cli(on).stdout) == served
 
 
 def test_document_route_is_configurable(database: Any) -> None:
