@@ -22,11 +22,12 @@ from .mongo import parse_object_id
 from .runtime import LeadsRuntime, bind_runtime, current_runtime
 from .settings import Settings
 from .validators import LeadValidator, LeadValidators
-from .views import create_lead, fetch_lead
+from .views import create_lead, fetch_lead, ping_lead
 
 CLI_GROUP = "pingtree-leads"
 CREATE_RULE = "/api/lead/create/<db_source_id>"
 FETCH_RULE = "/api/lead/fetch/<db_source_id>"
+PING_RULE = "/api/lead/ping/<db_source_id>"
 #: Everything under this path answers JSON, also for unknown routes.
 URL_SPACE = "/api/lead"
 DEFAULT_NAME = "pingtree_leads"
@@ -77,6 +78,7 @@ class LeadsBlueprint(Blueprint):
         state.app.url_map.converters.setdefault(REST_CONVERTER, AnyRestConverter)
         _add_any_method_rule(state, CREATE_RULE, "create_lead", _create_view)
         _add_any_method_rule(state, FETCH_RULE, "fetch_lead", _fetch_view)
+        _add_any_method_rule(state, PING_RULE, "ping_lead", _ping_view)
         for rule in (URL_SPACE, URL_SPACE + "/", f"{URL_SPACE}/<{REST_CONVERTER}:rest>"):
             _add_any_method_rule(state, rule, "not_found", _not_found)
         name = f"{state.name_prefix}.{state.name}".lstrip(".")
@@ -125,6 +127,15 @@ def _fetch_view(db_source_id: str) -> Response:
     if parse_object_id(db_source_id) is None:
         raise ApiError(404, BAD_SOURCE_ID_MESSAGE)
     return runtime.with_key(fetch_lead)(db_source_id)
+
+
+def _ping_view(db_source_id: str) -> Response:
+    runtime = current_runtime()
+    if request.method != "POST":
+        raise ApiError(405, headers={"Allow": "POST"})
+    if parse_object_id(db_source_id) is None:
+        raise ApiError(404, BAD_SOURCE_ID_MESSAGE)
+    return runtime.with_key(ping_lead)(db_source_id)
 
 
 def _openapi_view() -> Response:

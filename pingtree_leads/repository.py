@@ -31,7 +31,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -42,7 +42,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from .errors import LeadStatus
 from .mongo import acknowledged, as_utc, parse_object_id, stored_cutoff, stored_time
-from .schemas import ValidLead
+from .schemas import ValidLead, dedupe_text
 from .sources import SourceConfig
 from .transient import ContentionError
 
@@ -56,7 +56,16 @@ LEAD_INDEXES: dict[str, IndexSpec] = {
 #: The indexes of the layout before claims (pingtree_leads 0.1): not shard-ready.
 OLD_INDEXES = ("pingtree_1_transaction", "pingtree_2_dedupe_email", "pingtree_3_dedupe_mobile")
 TRANSACTION_RULE = "transaction_id"
-_LOOKUP_FIELDS = ("transaction_id", "fingerprint", "claims", "created_at")
+_LOOKUP_FIELDS = ("transaction_id", "fingerprint", "claims", "created_at", "kind", "hold_expires_at")
+#: A pre-ping's hold is a document of its own in the leads collection (so one unique index
+#: decides between holds and leads, atomically); it is never a lead.
+HOLD_KIND = "hold"
+#: Prefix of a hold twin: every dedupe claim also exists as ``~<field>:<hash>``, which holds
+#: take too.  ``~`` sorts after every field name, so a post meeting a lead is told so
+#: before it is told about a hold.
+HOLD_PREFIX = "~"
+#: Longest hold a ping may ask for, seconds.
+MAX_HOLD_SECONDS = 300
 _LOOKUP_PROJECTION = dict.fromkeys(_LOOKUP_FIELDS, 1)
 # A released claim can be re-taken by a racing request; after this many rounds give up (503).
 MAX_ATTEMPTS = 5
@@ -97,6 +106,11 @@ def dedupe_claim(source_id: ObjectId, field: str, value: str) -> str:
     return f"{field}:{claim_hash(source_id, field, value)}"
 
 
+def hashed_claim(source_id: ObjectId, field: str, sha256_hex: str) -> str:
+    """The claim for a dedupe value known only by its SHA-256 (a pre-ping's ``<field>_sha256``)."""
+    return f"{field}:{claim_hash_of_sha256(source_id, field, sha256_hex.lower())}"
+
+
 def transaction_claim(transaction_id: str) -> str:
     """The claim a lead holds for its transaction id (ids never hold ``:``; fields never start with ``-``)."""
     return "-" + transaction_id
@@ -104,16 +118,19 @@ def transaction_claim(transaction_id: str) -> str:
 
 def claim_rule(claim: str) -> str:
     """The rule a claim stands for: ``transaction_id`` or the dedupe field's name."""
-    return TRANSACTION_RULE if claim.startswith("-") else claim.split(":", 1)[0]
+    return TRANSACTION_RULE if claim.startswith("-") else claim.removeprefix(HOLD_PREFIX).split(":", 1)[0]
 
 
-def dedupe_value(value: Any) -> str:
-    """A dedupe field's value as text: a standard field's stored text, or an extra field's
-    value (a JSON number and its digits in a form post are one value; booleans are
-    ``true``/``false``).  Compared exactly, so custom values are case-sensitive."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value if isinstance(value, str) else repr(value)
+def hold_twin(claim: str) -> str:
+    """The twin of a dedupe claim, which leads and holds both take."""
+    return HOLD_PREFIX + claim
+
+
+def claims_array(claims: dict[str, str]) -> list[str]:
+    """What a lead stores in ``claims``: its claims and the hold twin of each dedupe claim, sorted
+    (the order the server checks and reports them in: transaction, dedupe claims, twins)."""
+    twins = [hold_twin(claim) for rule, claim in claims.items() if rule != TRANSACTION_RULE]
+    return sorted([*claims.values(), *twins])
 
 
 def lead_claims(source: SourceConfig, transaction_id: str, lead: ValidLead) -> dict[str, str]:
@@ -125,7 +142,7 @@ def lead_claims(source: SourceConfig, transaction_id: str, lead: ValidLead) -> d
     for field in source.dedupe_fields:
         value = lead.fields.get(field, lead.extra.get(field))
         if value is not None:
-            claims[field] = dedupe_claim(source.id, field, dedupe_value(value))
+            claims[field] = dedupe_claim(source.id, field, dedupe_text(value))
     return {TRANSACTION_RULE: transaction_claim(transaction_id), **dict(sorted(claims.items(), key=lambda i: i[1]))}
 
 
@@ -176,9 +193,47 @@ class LeadRepository:
 
     # -- storing ---------------------------------------------------------------
 
-    def store(self, source: SourceConfig, lead: ValidLead, transaction_id: str, now: datetime) -> StoreResult:
-        """Store one lead: one ``insert`` command when it is accepted."""
+    def store(
+        self, source: SourceConfig, lead: ValidLead, transaction_id: str, now: datetime,
+        ping_id: ObjectId | None = None,
+    ) -> StoreResult:
+        """Store one lead: one ``insert`` command when it is accepted.
+
+        With ``ping_id``, a live hold of this source whose values the lead matches is taken
+        over first: the hold document becomes the lead in one replace (so nobody can slip
+        in between; the lead's id is the ping's).  If the lead cannot be stored (a replay, a
+        409, a duplicate of another lead) the replace is refused and the hold stays.
+        """
+        if ping_id is not None:
+            taken = self._take_over(source, lead, transaction_id, now, ping_id)
+            if taken is not None:
+                return taken
         return self.store_many(source, [(lead, transaction_id)], now)[0]
+
+    def _take_over(
+        self, source: SourceConfig, lead: ValidLead, transaction_id: str, now: datetime, ping_id: ObjectId
+    ) -> StoreResult | None:
+        doc = self._document(source, lead, transaction_id, stored_time(now))
+        for _ in range(MAX_ATTEMPTS):
+            hold = self.leads.find_one({"_id": ping_id}, {**_LOOKUP_PROJECTION, "source_id": 1})
+            if (hold is None or hold.get("kind") != HOLD_KIND or hold.get("source_id") != source.id
+                    or not _hold_live(hold, now) or not _fits(hold, doc)):
+                return None  # no such live hold of these values: decided as if there were none
+            doc["_id"] = ping_id
+            try:
+                replaced = self.leads.replace_one(
+                    {"_id": ping_id, "kind": HOLD_KIND, "claims": hold["claims"],
+                     "hold_expires_at": hold["hold_expires_at"]}, doc)
+            except DuplicateKeyError as exc:
+                # The lead breaks a rule of its own (replay, 409, another lead): the hold stays.
+                result = self._resolve_conflict(source, doc, _violated(exc.details or {}), now)
+                if result is not None:
+                    return result
+                continue  # an expired claim was released: take the hold over again
+            if replaced.matched_count:
+                return StoreResult(LeadStatus.ACCEPT, transaction_id, lead_id=str(ping_id))
+            return None  # expired or taken meanwhile
+        raise ContentionError("lead claims kept changing under concurrent writes")
 
     def store_many(
         self, source: SourceConfig, leads: Sequence[tuple[ValidLead, str]], now: datetime
@@ -220,13 +275,12 @@ class LeadRepository:
             "trusted_form": lead.trusted_form,
             "extra": lead.extra,
             "created_at": now,
-            # Sorted: the order the server checks and reports them in (transaction claim first).
-            "claims": sorted(lead_claims(source, transaction_id, lead).values()),
+            "claims": claims_array(lead_claims(source, transaction_id, lead)),
             "fingerprint": fingerprint(lead),
         }
 
     def _insert(self, docs: list[dict[str, Any]], pending: list[int]) -> dict[int, str | None]:
-        """Insert ``docs[pending]``; returns {doc index: violated rule or None} for duplicate keys."""
+        """Insert ``docs[pending]``; returns {doc index: violated claim or None} for duplicate keys."""
         if len(pending) == 1:  # the endpoint's case: insert_one skips the bulk machinery
             try:
                 self.leads.insert_one(docs[pending[0]])
@@ -248,16 +302,25 @@ class LeadRepository:
     ) -> StoreResult | None:
         claims = _claim_map(doc["claims"])
         cutoff = stored_cutoff(source.dedupe_cutoff(now))
-        if violated in claims and violated != TRANSACTION_RULE and cutoff is None:
+        rule = claim_rule(violated) if violated is not None else None
+        if violated in claims.values() and rule != TRANSACTION_RULE and cutoff is None:
             # The transaction claim sorts first and was not the one broken, so this is no
             # replay; without a window every match counts: a duplicate, with no read.
-            return StoreResult(LeadStatus.DUPLICATE, doc["transaction_id"], matched_on=(violated,))
+            return StoreResult(LeadStatus.DUPLICATE, doc["transaction_id"], matched_on=(str(rule),))
         # The server names the violated claim; mongomock does not, so then look at
-        # every rule in report order (transaction first, as the contract says).
-        for rule in [violated] if violated in claims else list(claims):
-            found = self._holder(source, claims[rule])
+        # every claim in report order (transaction first, as the contract says).
+        order = [violated] if violated in doc["claims"] else sorted(doc["claims"])
+        for claim in order:
+            assert claim is not None
+            found = self._holder(source, claim)
             if found is None:
                 continue
+            rule = claim_rule(claim)
+            if found.get("kind") == HOLD_KIND:
+                if _hold_live(found, now):
+                    return StoreResult(LeadStatus.DUPLICATE, doc["transaction_id"], matched_on=(rule,))
+                self._drop_expired_hold(source, found["_id"], now)
+                return None
             result = _judge(found, doc, rule, cutoff)
             if result is not None or cutoff is None:  # without a window _judge always decides
                 return result
@@ -265,6 +328,11 @@ class LeadRepository:
             self._release_expired(source, found["_id"], shared, cutoff)
             return None
         return None
+
+    def _drop_expired_hold(self, source: SourceConfig, hold_id: Any, now: datetime) -> None:
+        """Delete a hold that has expired (it counts for nothing); a live one stays."""
+        self.leads.delete_one({"_id": hold_id, "source_id": source.id, "kind": HOLD_KIND,
+                               "hold_expires_at": {"$lte": stored_time(now)}})
 
     def _holder(self, source: SourceConfig, claim: str) -> dict[str, Any] | None:
         """The stored lead of ``source`` holding ``claim`` (one indexed ``find``), or None."""
@@ -282,6 +350,7 @@ class LeadRepository:
         now: datetime,
         *,
         unwritten: UnwrittenLeads | None = None,
+        ping_id: ObjectId | None = None,
     ) -> StoreResult:
         """What ``store`` would answer for this lead at ``now``, without writing anything.
 
@@ -302,15 +371,77 @@ class LeadRepository:
         doc = self._document(source, lead, transaction_id, stored_time(now))
         cutoff = stored_cutoff(source.dedupe_cutoff(now))
         for rule, claim in _claim_map(doc["claims"]).items():
+            # A dedupe value is looked up by its hold twin: that one read finds a lead or a hold.
+            looked_up = claim if rule == TRANSACTION_RULE else hold_twin(claim)
             found = unwritten.holder(source, claim) if unwritten is not None else None
             if found is None:
-                found = self._holder(source, claim)
+                found = self._holder(source, looked_up)
+            if found is not None and found.get("kind") == HOLD_KIND:
+                taken_over = ping_id is not None and found.get("_id") == ping_id and _fits(found, doc)
+                if _hold_live(found, now) and not taken_over:
+                    return StoreResult(LeadStatus.DUPLICATE, transaction_id, matched_on=(rule,))
+                continue  # expired, or the post's own hold: as if there were none
             result = _judge(found, doc, rule, cutoff) if found is not None else None
             if result is not None:
                 return result
         if unwritten is not None:
             unwritten.add(source, doc)
         return StoreResult(LeadStatus.ACCEPT, transaction_id)
+
+    # -- pre-ping ----------------------------------------------------------------
+
+    def ping(self, source: SourceConfig, claims: Mapping[str, str], hold_seconds: int, now: datetime) -> PingResult:
+        """Would a post of the consumer with these dedupe ``claims`` (field -> claim) be a
+        duplicate now?  With ``hold_seconds`` > 0 an ``accept`` is held: one insert of a hold
+        that every other post of the consumer meets until it expires.
+
+        Of concurrent held pings for one consumer exactly one is held: the unique index
+        decides.  Without a hold, one indexed read per value (its hold twin finds a lead
+        or a hold alike).  An empty ``claims`` (a source without dedupe) holds nothing.
+        """
+        twins = {field: hold_twin(claim) for field, claim in sorted(claims.items(), key=lambda i: i[1])}
+        if not twins:
+            return PingResult(LeadStatus.ACCEPT)
+        cutoff = stored_cutoff(source.dedupe_cutoff(now))
+        created = stored_time(now)
+        if hold_seconds <= 0:
+            for field, twin in twins.items():
+                found = self._holder(source, twin)
+                if found is not None and self._counts(found, cutoff, now):
+                    return PingResult(LeadStatus.DUPLICATE, (field,))
+            return PingResult(LeadStatus.ACCEPT)
+        expires = created + timedelta(seconds=hold_seconds)
+        held = sorted(twins.values())
+        for _ in range(MAX_ATTEMPTS):
+            hold_id = ObjectId()
+            try:
+                self.leads.insert_one({"_id": hold_id, "source_id": source.id, "kind": HOLD_KIND, "claims": held,
+                                       "hold_expires_at": expires, "created_at": created})
+            except DuplicateKeyError as exc:
+                violated = _violated(exc.details or {})
+                order = [violated] if violated in held else held
+                for twin in order:
+                    found = self._holder(source, str(twin))
+                    if found is None:
+                        continue
+                    if self._counts(found, cutoff, now):
+                        return PingResult(LeadStatus.DUPLICATE, (claim_rule(str(twin)),))
+                    if found.get("kind") == HOLD_KIND:
+                        self._drop_expired_hold(source, found["_id"], now)
+                    else:  # a lead past its window: its twins no longer hold anyone back
+                        shared = sorted(set(found.get("claims") or ()) & set(held))
+                        self._release_expired(source, found["_id"], shared, cutoff or created)
+                    break
+                continue
+            return PingResult(LeadStatus.ACCEPT, ping_id=str(hold_id), hold_expires_at=expires)
+        raise ContentionError("holds kept changing under concurrent writes")
+
+    @staticmethod
+    def _counts(found: Mapping[str, Any], cutoff: datetime | None, now: datetime) -> bool:
+        """Does ``found`` (a lead or a hold holding a value) make a post of it a duplicate now?"""
+        if found.get("kind") == HOLD_KIND:
+            return _hold_live(found, now)
+        return cutoff is None or as_utc(found["created_at"]) >= cutoff
 
     # -- reading ----------------------------------------------------------------
 
@@ -327,8 +458,8 @@ class LeadRepository:
                 return None
             # By _id alone: SecantusDB's planner scans the collection for {_id, source_id}.
             doc = self.leads.find_one({"_id": oid})
-            if doc is not None and doc.get("source_id") != source:
-                doc = None  # another source's lead is not found
+            if doc is not None and (doc.get("source_id") != source or doc.get("kind") == HOLD_KIND):
+                doc = None  # another source's lead, or a pre-ping's hold, is not found
         else:
             doc = self.leads.find_one({"source_id": source, "claims": transaction_claim(str(transaction_id))})
         return lead_view(doc) if doc is not None else None
@@ -384,6 +515,14 @@ def find_lead(
     return LeadRepository(database, leads_collection).find(source_id, lead_id=lead_id, transaction_id=transaction_id)
 
 
+@dataclasses.dataclass(frozen=True)
+class PingResult:
+    lead_status: LeadStatus  # ACCEPT or DUPLICATE
+    matched_on: tuple[str, ...] = ()
+    ping_id: str | None = None
+    hold_expires_at: datetime | None = None
+
+
 class UnwrittenLeads:
     """Leads that ``LeadRepository.predict`` counts as stored although nothing was written.
 
@@ -399,14 +538,26 @@ class UnwrittenLeads:
         return self._holders.get((source.id, claim))
 
     def add(self, source: SourceConfig, doc: dict[str, Any]) -> None:
-        kept = {name: doc[name] for name in _LOOKUP_FIELDS}  # not the projection: mongomock adds _id to it
+        kept = {name: doc[name] for name in _LOOKUP_FIELDS if name in doc}  # not the projection: mongomock adds _id
         for claim in doc["claims"]:
             self._holders[(source.id, claim)] = kept
 
 
 def _claim_map(claims: Sequence[str]) -> dict[str, str]:
-    """rule -> claim for a lead's sorted ``claims`` (transaction first, as the server reports them)."""
-    return {claim_rule(claim): claim for claim in claims}
+    """rule -> claim for a lead's sorted ``claims`` (transaction first, as the server reports
+    them), hold twins left out."""
+    return {claim_rule(claim): claim for claim in claims if not claim.startswith(HOLD_PREFIX)}
+
+
+def _fits(hold: Mapping[str, Any], doc: Mapping[str, Any]) -> bool:
+    """True if every value the hold holds is the lead's value for that field."""
+    return set(hold.get("claims") or ()) <= set(doc["claims"])
+
+
+def _hold_live(hold: Mapping[str, Any], now: datetime) -> bool:
+    """A hold is live while its expiry is after now, compared at the stored (millisecond) precision."""
+    expires = hold.get("hold_expires_at")
+    return isinstance(expires, datetime) and as_utc(expires) > stored_time(now)
 
 
 def _judge(found: dict[str, Any], doc: dict[str, Any], rule: str, cutoff: datetime | None) -> StoreResult | None:
@@ -421,10 +572,10 @@ def _judge(found: dict[str, Any], doc: dict[str, Any], rule: str, cutoff: dateti
 
 
 def _violated(details: Mapping[str, Any]) -> str | None:
-    """Which rule a duplicate-key error broke, from the claim in its keyValue (a hash or a
-    transaction id; never from its message).  None when the server does not say."""
+    """The claim a duplicate-key error names in its keyValue (a hash or a transaction id;
+    never read from its message).  None when the server does not say."""
     pattern, value = details.get("keyPattern"), details.get("keyValue")
     if not isinstance(pattern, dict) or list(pattern) != ["source_id", "claims"] or not isinstance(value, dict):
         return None
     claim = value.get("claims")
-    return claim_rule(claim) if isinstance(claim, str) else None
+    return claim if isinstance(claim, str) else None

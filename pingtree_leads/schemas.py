@@ -486,6 +486,65 @@ def validate_lead(raw: Mapping[str, Any], schema: LeadSchema) -> ValidLead | Lea
     return LeadRejection(LeadStatus.INVALID_FIELD, [name for name in errors if name != "_schema"], errors)
 
 
+#: A hashed dedupe value in a pre-ping: ``<field>_sha256``, 64 hex characters.
+HASH_SUFFIX = "_sha256"
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PingValues:
+    """A pre-ping's dedupe values: canonical plain values and lower-case SHA-256 hashes, by field."""
+
+    plain: dict[str, str]
+    hashed: dict[str, str]
+    errors: dict[str, list[str]]
+
+
+def ping_values(raw: Mapping[str, Any], schema: LeadSchema, fields: Iterable[str]) -> PingValues:
+    """Read the dedupe values of ``fields`` from a pre-ping, plain or hashed, checked and made
+    canonical exactly as a lead's (aliases, a lenient source's normalisation, NFC, IDNA...);
+    anything else in the ping is ignored."""
+    data = normalize_input(raw)
+    errors = apply_aliases(data)
+    if schema.lenient:
+        normalise(data)
+    plain: dict[str, str] = {}
+    hashed: dict[str, str] = {}
+    for field in dict.fromkeys(fields):
+        digest = data.get(field + HASH_SUFFIX)
+        if digest is not None:
+            if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+                errors[field + HASH_SUFFIX] = ["Must be the 64 hex characters of a SHA-256."]
+            elif field in data:
+                errors[field + HASH_SUFFIX] = [f"Sent together with {field}: send one of them."]
+            else:
+                hashed[field] = digest.lower()
+        if field not in data:
+            continue
+        declared = schema.load_fields.get(field)
+        try:
+            if declared is not None:
+                value = declared.deserialize(data[field], field, data)
+            else:
+                problem = schema._extra_problem(field, data[field])
+                if problem:
+                    raise ValidationError(problem)
+                value = data[field]
+        except ValidationError as exc:
+            errors[field] = _flatten({field: exc.messages})[field]
+            continue
+        plain[field] = value if isinstance(value, str) else dedupe_text(value)
+    return PingValues(plain, hashed, errors)
+
+
+def dedupe_text(value: Any) -> str:
+    """A dedupe value as text: stored text as it is; a JSON number as its digits (a form post
+    of it is the same value); booleans as ``true``/``false``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else repr(value)
+
+
 def _flatten(messages: Any) -> dict[str, list[str]]:
     if isinstance(messages, dict):
         return {str(k): list(v) if isinstance(v, list) else [str(v)] for k, v in messages.items()}

@@ -13,6 +13,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from bson import ObjectId
 from flask import Flask, Response, current_app, request
 
 from . import signals
@@ -28,14 +29,16 @@ from .errors import (
 )
 from .http import lead_fields
 from .mongo import parse_object_id, stored_time
-from .repository import StoreResult, lead_view
+from .repository import MAX_HOLD_SECONDS, StoreResult, dedupe_claim, hashed_claim, lead_view
 from .runtime import LeadsRuntime
 from .schemas import (
     DECLARED_FIELDS,
+    DEDUPE_FIELDS,
     TEST_FIELD,
     TRANSACTION_ID,
     LeadRejection,
     ValidLead,
+    ping_values,
     pop_test_flag,
     schema_for,
     validate_lead,
@@ -45,6 +48,10 @@ from .sources import SourceConfig
 logger = logging.getLogger("pingtree_leads")
 
 FETCH_PARAMETERS = ("lead_id", "transaction_id")
+#: A post's reference to its pre-ping (not lead data: never stored).
+PING_FIELD = "ping_id"
+#: How long a pre-ping holds its answer, seconds.
+HOLD_FIELD = "hold_seconds"
 
 
 def _active_source(runtime: LeadsRuntime, db_source_id: str) -> SourceConfig:
@@ -68,9 +75,11 @@ def create_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
                          lead_status=LeadStatus.INVALID_FIELD.value, fields=[])
         raise
     test, test_problems = pop_test_flag(raw)
+    ping_id, ping_problems = _pop_ping_id(raw)
     checked = validate_lead(raw, schema_for(source.required_fields, settings, source.lenient))
-    if test_problems:
-        checked = _with_errors(checked, {TEST_FIELD: test_problems})
+    if test_problems or ping_problems:
+        checked = _with_errors(checked, {**({TEST_FIELD: test_problems} if test_problems else {}),
+                                         **({PING_FIELD: ping_problems} if ping_problems else {})})
     transaction_id = ""
     if isinstance(checked, ValidLead):
         transaction_id = checked.transaction_id or uuid.uuid4().hex
@@ -86,9 +95,9 @@ def create_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
     runtime.ensure_ready()  # the indexes, also for a test: its look-ups use them
     now = settings.clock()
     if test:
-        result = runtime.repository.predict(source, checked, transaction_id, now)
+        result = runtime.repository.predict(source, checked, transaction_id, now, ping_id=ping_id)
     else:
-        result = runtime.repository.store(source, checked, transaction_id, now)
+        result = runtime.repository.store(source, checked, transaction_id, now, ping_id=ping_id)
     logger.info(
         "lead %s source=%s transaction_id=%s lead_id=%s%s%s",
         result.lead_status, db_source_id, transaction_id, result.lead_id, " (replay)" if result.replayed else "",
@@ -97,6 +106,15 @@ def create_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
     if not test:
         _notify(app, source, checked, result, now)
     return outcome_response(result, test)
+
+
+def _pop_ping_id(raw: dict[str, Any]) -> tuple[ObjectId | None, list[str]]:
+    """Take ``ping_id`` out of the fields (it is not lead data): (the id, problems)."""
+    value = raw.pop(PING_FIELD, None)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None, []
+    oid = parse_object_id(value.strip()) if isinstance(value, str) else None
+    return (oid, []) if oid is not None else (None, ["Must be the 24-hex ping_id of a pre-ping."])
 
 
 def _with_errors(checked: ValidLead | LeadRejection, errors: dict[str, list[str]]) -> LeadRejection:
@@ -147,6 +165,50 @@ def outcome_response(result: StoreResult, test: bool = False) -> Response:
         data["replayed"] = True
         return envelope(201, REPLAYED_MESSAGE, {**data, **marker})
     return envelope(201, ACCEPTED_MESSAGE, {**data, **marker})
+
+
+def ping_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
+    """``POST /api/lead/ping/<db_source_id>``: would this consumer be a duplicate, and hold the answer."""
+    source = _active_source(runtime, db_source_id)
+    raw = lead_fields(request, runtime.settings.max_body_bytes)
+    hold_seconds, hold_problems = _hold_seconds(raw.pop(HOLD_FIELD, None))
+    candidates = [*source.dedupe_fields, *(f for f in DEDUPE_FIELDS if f not in source.dedupe_fields)]
+    values = ping_values(raw, schema_for((), runtime.settings, source.lenient), candidates)
+    errors = {**values.errors, **({HOLD_FIELD: hold_problems} if hold_problems else {})}
+    if not errors and not values.plain and not values.hashed:
+        errors["_schema"] = ["A ping needs a dedupe value: email, mobile, a custom dedupe field, or <field>_sha256."]
+    if errors:
+        rejection = LeadRejection(LeadStatus.INVALID_FIELD, [n for n in errors if n != "_schema"], errors)
+        logger.info("ping invalidField source=%s", db_source_id)
+        return envelope(400, INVALID_FIELD_MESSAGE, rejection.as_data())
+    # Only the source's own dedupe fields count; a source without dedupe holds nothing.
+    claims = {field: dedupe_claim(source.id, field, values.plain[field]) for field in source.dedupe_fields
+              if field in values.plain}
+    claims.update({field: hashed_claim(source.id, field, values.hashed[field]) for field in source.dedupe_fields
+                   if field in values.hashed})
+    runtime.ensure_ready()
+    result = runtime.repository.ping(source, claims, hold_seconds, runtime.settings.clock())
+    logger.info("ping %s source=%s held=%s", result.lead_status, db_source_id, result.ping_id is not None)
+    data: dict[str, Any] = {"lead_status": result.lead_status}
+    if result.lead_status is LeadStatus.DUPLICATE:
+        data["matched_on"] = list(result.matched_on)
+        return envelope(200, "A post of this consumer now would be a duplicate", data)
+    if result.ping_id is not None and result.hold_expires_at is not None:
+        data["ping_id"] = result.ping_id
+        data["hold_expires_at"] = result.hold_expires_at.isoformat(timespec="milliseconds")
+        return envelope(200, "Would be accepted; held for a post with this ping_id", data)
+    return envelope(200, "A post of this consumer now would be accepted", data)
+
+
+def _hold_seconds(value: Any) -> tuple[int, list[str]]:
+    """``hold_seconds``: a whole number 0-300 (digit strings from forms too); absent or blank is 0."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return 0, []
+    if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_HOLD_SECONDS:
+        return value, []
+    return 0, [f"Must be a whole number of seconds from 0 to {MAX_HOLD_SECONDS}."]
 
 
 def fetch_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:

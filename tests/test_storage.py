@@ -288,8 +288,9 @@ def test_the_old_layout_is_refused_with_what_to_run(database: Any) -> None:
 
 
 def test_migration_moves_old_leads_to_claims_keeping_every_rule(database: Any, clock: Any) -> None:
-    from pingtree_leads import migrate_storage
     import hashlib
+
+    from pingtree_leads import migrate_storage
 
     def claim_hash_0_1(source_id: ObjectId, field: str, value: str) -> str:  # what 0.1 stored
         return hashlib.sha256(f"{source_id}\x1f{field}\x1f{value}".encode()).hexdigest()[:32]
