@@ -51,6 +51,11 @@ class ImportFileError(Exception):
     """The file cannot be imported at all (encoding, header); the message says why."""
 
 
+class HostValidatorError(ImportFileError):
+    """A host validator raised: the host's bug.  The message names the row and the exception
+    type only (its message may hold the row's values)."""
+
+
 @dataclasses.dataclass
 class ImportSummary:
     counts: Counter[str] = dataclasses.field(default_factory=Counter)
@@ -299,7 +304,11 @@ def import_csv(
                 progress(1)
                 continue
             transaction_id = checked.transaction_id or row_transaction_id(checked)
-            refused = validators.run(checked.as_stored(transaction_id), source.public()) if validators else {}
+            try:
+                refused = validators.run(checked.as_stored(transaction_id), source.public()) if validators else {}
+            except Exception as exc:  # the host's bug: stop, naming the row, never its values
+                raise HostValidatorError(f"a host validator raised {type(exc).__name__} on data row {number}; "
+                                         "rows before it in the same batch were not stored") from None
             if refused:
                 rejection = LeadRejection(LeadStatus.INVALID_FIELD, list(refused), refused)
                 reject(number, values, rejection.status, _reason(rejection), rejection.fields)

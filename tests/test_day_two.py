@@ -453,3 +453,21 @@ def test_the_import_applies_validators_and_sends_the_same_signals(
     rejected = [kw for name, kw in recorder.events if name == "lead_rejected"]
     assert sorted(kw["fields"][0] for kw in rejected) == ["email", "first_name"]
     assert database["leads"].count_documents({"first_name": "Bob"}) == 0
+
+
+def test_a_validator_that_raises_during_an_import_is_named_without_values(
+    host: tuple[Flask, PingtreeLeads], database: Any, source: Any, tmp_path: Any
+) -> None:
+    app, leads = host
+
+    @leads.lead_validator
+    def broken(values: Any, src: Any) -> None:
+        raise KeyError(values["email"])
+
+    mount(app, leads, database)
+    path = tmp_path / "leads.csv"
+    path.write_text("first_name,email\nAda,private.person@example.com\n")
+    result = app.test_cli_runner().invoke(args=["pingtree-leads", "import", source.id, str(path)])
+    assert result.exit_code != 0
+    assert "KeyError" in result.output and "private.person" not in result.output
+    assert "Traceback" not in result.output and database["leads"].count_documents({}) == 0
