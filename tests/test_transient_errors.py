@@ -167,6 +167,16 @@ def _assert_503(response: Any) -> None:
     assert response.headers.get("Retry-After") == "2"
 
 
+def _assert_retry_converges(wire: Any, p: Poster, body: dict[str, Any]) -> None:
+    """Nothing was stored by the failed post; the retry stores exactly one lead, and its
+    retry is a replay of it."""
+    assert wire["leads"].count_documents({"transaction_id": body["transaction_id"]}) == 0
+    data = assert_envelope(p.post(body), 201)
+    assert data["lead_status"] == "accept" and "replayed" not in data
+    assert assert_envelope(p.post(body), 201)["replayed"] is True
+    assert wire["leads"].count_documents({"transaction_id": body["transaction_id"]}) == 1
+
+
 @pytest.fixture
 def wire(monitored: tuple[Any, CommandLog]) -> Any:  # noqa: F811
     """A fresh database on each wire server (its client is the app's)."""
@@ -192,11 +202,7 @@ def test_insert_fault_is_503_and_the_retry_converges(wire: Any, admin: Any, code
         _assert_503(p.post(body))
     finally:
         _off(admin)
-    assert wire["leads"].count_documents({"transaction_id": body["transaction_id"]}) == 0
-    data = assert_envelope(p.post(body), 201)
-    assert data["lead_status"] == "accept" and "replayed" not in data
-    assert assert_envelope(p.post(body), 201)["replayed"] is True
-    assert wire["leads"].count_documents({"transaction_id": body["transaction_id"]}) == 1
+    _assert_retry_converges(wire, p, body)
 
 
 @pytest.mark.parametrize("code", FAULTS)
@@ -212,10 +218,7 @@ def test_source_lookup_fault_is_503_and_the_retry_converges(
         _assert_503(p.post(body))
     finally:
         _off(admin)
-    assert wire["leads"].count_documents({"transaction_id": body["transaction_id"]}) == 0
-    assert assert_envelope(p.post(body), 201)["lead_status"] == "accept"
-    assert assert_envelope(p.post(body), 201)["replayed"] is True
-    assert wire["leads"].count_documents({"transaction_id": body["transaction_id"]}) == 1
+    _assert_retry_converges(wire, p, body)
 
 
 @pytest.mark.parametrize("code", FAULTS)
@@ -252,10 +255,7 @@ def test_releasing_an_expired_claim_fault_is_503_and_the_retry_converges(
         _assert_503(p.post(body))
     finally:
         _off(admin)
-    assert wire["leads"].count_documents({"transaction_id": body["transaction_id"]}) == 0
-    assert assert_envelope(p.post(body), 201)["lead_status"] == "accept"
-    assert assert_envelope(p.post(body), 201)["replayed"] is True
-    assert wire["leads"].count_documents({"transaction_id": body["transaction_id"]}) == 1
+    _assert_retry_converges(wire, p, body)
 
 
 @pytest.mark.parametrize(
