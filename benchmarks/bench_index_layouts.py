@@ -13,14 +13,19 @@ layout in rounds of 100, the layouts' order rotating.  Layouts:
 
 * ``floor``: the benchmark's floor document, one unique ``(source_id, email)``;
 * ``floor_plus_2_plain``: the same plus two non-unique single-field indexes;
-* ``library``: the document ``LeadRepository`` stores, with ``LEAD_INDEXES``
-  (unique transaction id, sparse unique email and mobile claims);
-* ``library_without_mobile``: the same without the mobile claim index;
-* ``id_from_transaction``: ``_id`` derived from (source, transaction id), so the
-  ``_id`` index carries the transaction rule, and the two claim indexes.  Also
-  measured for it: a duplicate (insert refused on a claim) followed by the read
-  by ``_id`` it would need, because SecantusDB checks secondary unique indexes
-  before ``_id`` and so cannot tell a replay from a duplicate by the error alone.
+* ``library``: the document ``LeadRepository`` stores, with ``LEAD_INDEXES`` (one unique
+  multikey ``(source_id, claims)``: the transaction claim and the email and mobile claims);
+* ``library_without_twins``: the same without the hold twins (``~<field>:<hash>``) that
+  pre-ping holds need: what the twins cost;
+* ``layout_0_1``: the layout before claims (unique ``(source_id, transaction_id)``,
+  sparse unique ``dedupe.email`` and ``dedupe.mobile``): not shard-ready;
+* ``claims_plus_transaction``: the claims index without the transaction claim, beside a
+  unique ``(source_id, transaction_id)``;
+* ``slots_4``: shard-ready without a multikey index: ``(source_id, transaction_id)`` and
+  four ``(source_id, slot_i)`` indexes, unused slots filled with a per-lead filler
+  (what plain mongomock could enforce);
+* ``library_duplicate``: an insert the claims index refuses (a stored email), which is
+  all a duplicate costs a source without a dedupe window.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from pymongo.errors import DuplicateKeyError
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_create_lead import floor_document, lead_body, open_database, valid_lead  # noqa: E402
 
-from pingtree_leads.repository import LEAD_INDEXES, TRANSACTION_INDEX, LeadRepository, dedupe_claim  # noqa: E402
+from pingtree_leads.repository import HOLD_PREFIX, LEAD_INDEXES, LeadRepository  # noqa: E402
 from pingtree_leads.settings import utc_now  # noqa: E402
 from pingtree_leads.sources import SourceConfig  # noqa: E402
 
@@ -59,31 +64,56 @@ def library_doc(n: int) -> Doc:
     return doc
 
 
-def id_from_transaction_doc(n: int) -> Doc:
+def without_twins_doc(n: int) -> Doc:
     doc = library_doc(n)
-    doc["_id"] = ObjectId(dedupe_claim(SOURCE.id, "transaction_id", doc["transaction_id"])[:24])
+    doc["claims"] = [c for c in doc["claims"] if not c.startswith(HOLD_PREFIX)]
     return doc
 
 
-def unique_claims(*fields: str) -> list[tuple[list[tuple[str, int]], dict[str, Any]]]:
-    return [([(f"dedupe.{f}", ASCENDING)], {"unique": True, "sparse": True}) for f in fields]
+def layout_0_1_doc(n: int) -> Doc:
+    doc = without_twins_doc(n)
+    claims = doc.pop("claims")
+    doc["dedupe"] = {c.split(":", 1)[0]: c.split(":", 1)[1] for c in claims if not c.startswith("-")}
+    return doc
 
 
-LAYOUTS: dict[str, tuple[Callable[[int], Doc], list[tuple[list[tuple[str, int]], dict[str, Any]]]]] = {
+def claims_plus_transaction_doc(n: int) -> Doc:
+    doc = without_twins_doc(n)
+    doc["claims"] = [c for c in doc["claims"] if not c.startswith("-")]
+    return doc
+
+
+def slots_doc(n: int) -> Doc:
+    doc = without_twins_doc(n)
+    claims = [c for c in doc.pop("claims") if not c.startswith("-")]
+    for i in range(SLOTS):
+        doc[f"slot_{i}"] = claims[i] if i < len(claims) else f"-{doc['transaction_id']}"
+    return doc
+
+
+SLOTS = 4
+Index = tuple[list[tuple[str, int]], dict[str, Any]]
+TRANSACTION: Index = ([("source_id", ASCENDING), ("transaction_id", ASCENDING)], {"unique": True})
+LAYOUTS: dict[str, tuple[Callable[[int], Doc], list[Index]]] = {
     "floor": (lambda n: floor_document(SOURCE.id, lead_body(n), utc_now()),
               [([("source_id", ASCENDING), ("email", ASCENDING)], {"unique": True})]),
     "floor_plus_2_plain": (lambda n: floor_document(SOURCE.id, lead_body(n), utc_now()),
                            [([("source_id", ASCENDING), ("email", ASCENDING)], {"unique": True}),
                             ([("mobile", ASCENDING)], {}), ([("transaction_id", ASCENDING)], {})]),
     "library": (library_doc, list(LEAD_INDEXES.values())),
-    "library_without_mobile": (library_doc, [LEAD_INDEXES[TRANSACTION_INDEX], *unique_claims("email")]),
-    "id_from_transaction": (id_from_transaction_doc, unique_claims("email", "mobile")),
+    "library_without_twins": (without_twins_doc, list(LEAD_INDEXES.values())),
+    "layout_0_1": (layout_0_1_doc, [TRANSACTION, *(([(f"dedupe.{f}", ASCENDING)], {"unique": True, "sparse": True})
+                                                   for f in ("email", "mobile"))]),
+    "claims_plus_transaction": (claims_plus_transaction_doc,
+                                [TRANSACTION, ([("source_id", ASCENDING), ("claims", ASCENDING)], {"unique": True})]),
+    "slots_4": (slots_doc, [TRANSACTION, *(([("source_id", ASCENDING), (f"slot_{i}", ASCENDING)], {"unique": True})
+                                           for i in range(SLOTS))]),
 }
 
 
 def measure(requests: int) -> dict[str, Any]:
     with open_database() as (db, backend):
-        timings: dict[str, list[int]] = {name: [] for name in [*LAYOUTS, "duplicate_then_read_by_id"]}
+        timings: dict[str, list[int]] = {name: [] for name in [*LAYOUTS, "library_duplicate"]}
         for name, (make, indexes) in LAYOUTS.items():
             for keys, options in indexes:
                 db[name].create_index(keys, **options)
@@ -98,17 +128,17 @@ def measure(requests: int) -> dict[str, Any]:
                     db[name].insert_one(doc)
                     timings[name].append(time.perf_counter_ns() - start)
             for i in range(ROUND):  # a new transaction id with the email of a stored lead
-                doc = id_from_transaction_doc(2_000_000 + turn * ROUND + i)
-                doc["dedupe"]["email"] = id_from_transaction_doc(i)["dedupe"]["email"]
+                doc = library_doc(2_000_000 + turn * ROUND + i)
+                stored_email = next(c for c in library_doc(i)["claims"] if c.startswith("email:"))
+                doc["claims"] = sorted([c for c in doc["claims"] if not c.startswith("email:")] + [stored_email])
                 start = time.perf_counter_ns()
                 try:
-                    db["id_from_transaction"].insert_one(doc)
+                    db["library"].insert_one(doc)
                 except DuplicateKeyError:
                     pass
                 else:
                     raise RuntimeError("the duplicate was stored")
-                db["id_from_transaction"].find_one({"_id": doc["_id"]}, {"transaction_id": 1})
-                timings["duplicate_then_read_by_id"].append(time.perf_counter_ns() - start)
+                timings["library_duplicate"].append(time.perf_counter_ns() - start)
     floor_mean = statistics.mean(timings["floor"])
     rows = {name: {"p50_us": statistics.median(t) / 1000, "mean_us": statistics.mean(t) / 1000,
                    "mean_vs_floor": statistics.mean(t) / floor_mean, "inserts": len(t)}

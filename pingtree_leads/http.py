@@ -83,7 +83,12 @@ def lead_fields(request: Request, limit: int) -> dict[str, Any]:
     if mimetype in ("", FORM_TYPE) and looks_like_json_object(body):
         # What `curl -d '{...}'` sends (form type), or a client that sets no type: a JSON
         # object cannot be a useful form body, so it is read as the JSON it is.
-        return parse_json(body)
+        try:
+            return parse_json(body)
+        except ApiError as exc:
+            sent_as = f"sent as {FORM_TYPE}" if mimetype else "sent without a Content-Type"
+            raise body_error(f"Body starts like a JSON object ({sent_as}) but is not a valid JSON object: "
+                             f"{exc.data['errors']['_body'][0]}") from None
     if mimetype == FORM_TYPE:
         return parse_urlencoded(body)
     if mimetype == MULTIPART_TYPE:

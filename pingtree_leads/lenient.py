@@ -6,9 +6,11 @@ A sender moving from Pingtree or a peer must not lose leads to cosmetic differen
   ``date_of_birth`` (a body with both spellings of one field is refused);
 * a *lenient* source (``create_source(..., lenient=True)``) normalises before the field
   rules run: a US phone number with punctuation, spaces or a leading ``+1``/``1`` becomes
-  its 10 digits; ZIP+4 becomes the ZIP (the +4 is kept as ``zip_plus4``); a state's
-  full name becomes its USPS code; ``MM/DD/YYYY`` becomes ``YYYY-MM-DD``.  What does not
-  normalise is left as sent, and the strict rule then says what is wrong with it.
+  its 10 digits; ZIP+4 becomes the ZIP (the +4 is kept as ``extra.zip_plus4``); a state's
+  full name or common abbreviation (``Tex.``, ``N.Y.``) becomes its USPS code;
+  ``MM/DD/YYYY`` and ``M/D/YYYY`` become ``YYYY-MM-DD`` (a day-first date is then no real
+  date, or another one: US order is the only one read).  What does not normalise is left
+  as sent, and the strict rule then says what is wrong with it.
 
 Dedupe and replay see the normalised values, so ``(512) 555-0143`` and ``5125550143``
 are one consumer.  Phone numbers are North American (the contract's 10 digits), so a
@@ -47,6 +49,18 @@ STATE_NAMES: dict[str, str] = {
 }
 
 
+#: Common (AP style and postal-era) abbreviations, matched without case, dots or spaces.
+STATE_ABBREVIATIONS: dict[str, str] = {
+    "ala": "AL", "ariz": "AZ", "ark": "AR", "calif": "CA", "cal": "CA", "colo": "CO", "conn": "CT", "del": "DE",
+    "fla": "FL", "ga": "GA", "ill": "IL", "ind": "IN", "kan": "KS", "kans": "KS", "ky": "KY", "la": "LA",
+    "md": "MD", "mass": "MA", "mich": "MI", "minn": "MN", "miss": "MS", "mo": "MO", "mont": "MT", "neb": "NE",
+    "nebr": "NE", "nev": "NV", "nh": "NH", "nj": "NJ", "nm": "NM", "ny": "NY", "nc": "NC", "nd": "ND",
+    "okla": "OK", "ore": "OR", "oreg": "OR", "pa": "PA", "penn": "PA", "penna": "PA", "ri": "RI", "sc": "SC",
+    "sd": "SD", "tenn": "TN", "tex": "TX", "vt": "VT", "va": "VA", "wash": "WA", "wva": "WV", "wis": "WI",
+    "wisc": "WI", "wyo": "WY", "dc": "DC", "pr": "PR",
+}
+
+
 def apply_aliases(data: dict[str, Any]) -> dict[str, list[str]]:
     """Rename aliases in place; the problems of a body that sends both spellings."""
     problems: dict[str, list[str]] = {}
@@ -78,7 +92,8 @@ def normalise(data: dict[str, Any]) -> None:
             data["zip_code"], data["zip_plus4"] = plus4.group(1), plus4.group(2)
     state = data.get("state")
     if isinstance(state, str) and len(state) > 2:
-        code = STATE_NAMES.get(_SPACES.sub(" ", state).lower())
+        code = STATE_NAMES.get(_SPACES.sub(" ", state).lower()) or STATE_ABBREVIATIONS.get(
+            re.sub(r"[.\s]", "", state).lower())
         if code:
             data["state"] = code
     born = data.get("date_of_birth")

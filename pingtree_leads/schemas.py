@@ -114,14 +114,19 @@ class Text(fields.Field[str]):
 class Digits(Text):
     """Exactly ``count`` ASCII digits; a JSON integer is accepted if it renders so."""
 
-    def __init__(self, count: int, **kwargs: Any) -> None:
+    def __init__(self, count: int, lenient_rule: str | None = None, **kwargs: Any) -> None:
         super().__init__(max_length=count, **kwargs)
         self.count = count
+        #: What a lenient source accepts, said in its refusal (what normalisation could not fix).
+        self.lenient_rule = lenient_rule
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
         if not isinstance(value, str) or not _DIGITS.fullmatch(value) or len(value) != self.count:
+            parent = self.parent
+            if self.lenient_rule and isinstance(parent, LeadSchema) and parent.lenient:
+                raise self.make_error("bad", problem=self.lenient_rule)
             raise self.make_error("bad", problem=f"Must be exactly {self.count} digits.")
         return value
 
@@ -248,15 +253,24 @@ class LeadSchema(Schema):
     last_name = Text(100, metadata={"description": "Consumer's last name."})
     email = Email(254, metadata={"description": "Email address; stored with the local part lower-cased and the "
                                                  "domain in IDNA ASCII form; a dedupe field."})
-    mobile = Digits(10, metadata={"description": "10-digit phone number, digits only (a JSON integer is "
-                                                 "accepted if it renders so); a dedupe field."})
+    mobile = Digits(
+        10,
+        lenient_rule="Must be a 10-digit US number; punctuation, spaces and a leading +1 or 1 are allowed.",
+        metadata={"description": "10-digit phone number, digits only (a JSON integer is accepted if it renders "
+                                 "so); a dedupe field. A lenient source also takes punctuation, spaces and a "
+                                 "leading +1 or 1."},
+    )
     address = Text(200, metadata={"description": "Street address."})
     city = City(100, metadata={"description": "City: letters and spaces (the city_allow_punctuation "
                                               "option also allows . - ')."})
     state = State(2, metadata={"description": "2-letter USPS state or territory code, any case; stored "
                                               "upper-cased."})
-    zip_code = Digits(5, metadata={"description": "5-digit ZIP code (a JSON integer is accepted if it has "
-                                                  "5 digits)."})
+    zip_code = Digits(
+        5,
+        lenient_rule="Must be 5 digits, or ZIP+4 (12345-6789).",
+        metadata={"description": "5-digit ZIP code (a JSON integer is accepted if it has 5 digits). A lenient "
+                                 "source also takes ZIP+4 and keeps the +4 as extra.zip_plus4."},
+    )
     date_of_birth = BirthDate(10, metadata={"description": "A real date YYYY-MM-DD, not in the future."})
     transaction_id = TransactionId(128, metadata={"description": "Your id for this lead, 1-128 of "
                                                                  "A-Z a-z 0-9 . _ -; generated if omitted. "

@@ -126,7 +126,9 @@ def test_a_json_object_body_is_read_as_json_without_a_json_type(poster: Poster, 
 def test_a_broken_json_object_with_the_form_type_is_a_body_error(poster: Poster) -> None:
     response = poster.client.post(poster.url, data=b'{"email": ', headers={
         **poster.headers, "Content-Type": "application/x-www-form-urlencoded"})
-    assert assert_envelope(response, 400)["errors"] == {"_body": ["Body is not valid JSON."]}
+    assert assert_envelope(response, 400)["errors"] == {"_body": [
+        "Body starts like a JSON object (sent as application/x-www-form-urlencoded) but is not a valid JSON "
+        "object: Body is not valid JSON."]}
 
 
 def test_a_real_form_body_is_still_a_form(poster: Poster) -> None:
@@ -215,3 +217,42 @@ def test_cli_creates_lenient_and_custom_dedupe_sources(database: Any, tmp_path: 
     assert summary["counts"]["accepted"] == 1 and summary["counts"]["duplicate"] == 1  # C1 twice
     stored = database["leads"].find_one({"first_name": "Ann"})
     assert (stored["mobile"], stored["zip_code"], stored["state"]) == ("5127891111", "90210", "TX")
+
+
+@pytest.mark.parametrize(("state", "code"), [("Tex.", "TX"), ("N.Y.", "NY"), ("calif", "CA"), ("W. Va.", "WV"),
+                                             ("district of  columbia", "DC")])
+def test_lenient_state_abbreviations(lenient: Poster, state: str, code: str) -> None:
+    assert_envelope(lenient.post(lead(state=state)), 201)
+    assert lenient.stored()[0]["state"] == code
+
+
+def test_a_lenient_refusal_says_what_was_expected(lenient: Poster) -> None:
+    data = assert_envelope(lenient.post(lead(mobile="+44 20 7946 0958", zip_code="9021")), 400)
+    assert data["errors"]["mobile"] == ["Must be a 10-digit US number; punctuation, spaces and a leading +1 or 1 "
+                                        "are allowed."]
+    assert data["errors"]["zip_code"] == ["Must be 5 digits, or ZIP+4 (12345-6789)."]
+
+
+@pytest.mark.parametrize("database", REAL_BACKENDS, indirect=True)
+def test_concurrent_spellings_of_one_mobile_store_one_lead(database: Any) -> None:
+    src = create_source(database, "Lenient race", lenient=True, dedupe_fields=["mobile"])
+    app = make_app(database)
+    spellings = ["(512) 789-3333", "+1 512 789 3333", "512.789.3333", "15127893333", "5127893333",
+                 "512-789-3333", "1 (512) 789-3333", "+15127893333"] * 2
+    answers: list[str] = []
+    barrier = threading.Barrier(len(spellings))
+
+    def post(mobile: str) -> None:
+        client = app.test_client()
+        barrier.wait()
+        response = client.post(f"/api/lead/create/{src.id}", json=lead(mobile=mobile),
+                               headers={"Authorization": f"Bearer {src.api_key}"})
+        answers.append(response.get_json()["data"]["lead_status"])
+
+    threads = [threading.Thread(target=post, args=(m,)) for m in spellings]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(answers) == ["accept"] + ["duplicate"] * (len(spellings) - 1)
+    assert database["leads"].count_documents({"mobile": "5127893333"}) == 1

@@ -287,3 +287,61 @@ def test_a_held_ping_is_one_write_and_asking_one_read_per_value(monitored: tuple
     for cmd in finds:
         plan = db.command("explain", {"find": "leads", "filter": cmd["filter"]}, verbosity="queryPlanner")
         assert "IXSCAN" in repr(plan["queryPlanner"]["winningPlan"]), cmd["filter"]
+
+
+def test_a_plain_ping_meets_a_hashed_hold_and_a_second_seller_meets_the_hold(
+    database: Any, clock: FakeClock
+) -> None:
+    p = pinger(database, clock)
+    held = assert_envelope(p.ping({"mobile_sha256": sha("5550007777"), "hold_seconds": 60}), 200)
+    assert assert_envelope(p.ping({"mobile": "5550007777"}), 200) == {"lead_status": "duplicate",
+                                                                      "matched_on": ["mobile"]}
+    # Another seller posts the same consumer (its own transaction id, no ping_id): held back.
+    second = assert_envelope(p.post(lead(mobile="5550007777", transaction_id="seller-2")), 201)
+    assert second["lead_status"] == "duplicate" and p.leads() == 0
+    first = assert_envelope(p.post(lead(mobile="5550007777", transaction_id="seller-1",
+                                        ping_id=held["ping_id"])), 201)
+    assert first["lead_status"] == "accept" and p.leads() == 1
+
+
+@pytest.mark.parametrize("database", REAL_BACKENDS, indirect=True)
+def test_held_pings_and_posts_racing_over_real_http(database: Any) -> None:
+    import http.client
+    import json as jsonlib
+
+    from werkzeug.serving import make_server
+
+    src = create_source(database, "HTTP race")
+    server = make_server("127.0.0.1", 0, make_app(database), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    answers: list[tuple[str, dict[str, Any]]] = []
+    barrier = threading.Barrier(16)
+
+    def call(kind: str, n: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=30)
+        if kind == "ping":
+            path, body = f"/api/lead/ping/{src.id}", {"email": "racer@example.com", "hold_seconds": 60}
+        else:
+            path, body = f"/api/lead/create/{src.id}", lead(email="racer@example.com", transaction_id=f"r-{n}")
+        barrier.wait()
+        conn.request("POST", path, jsonlib.dumps(body), {"Authorization": f"Bearer {src.api_key}",
+                                                          "Content-Type": "application/json"})
+        response = conn.getresponse()
+        answers.append((kind, jsonlib.loads(response.read())["data"]))
+        conn.close()
+
+    try:
+        threads = [threading.Thread(target=call, args=("ping" if n % 2 else "post", n)) for n in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        server.shutdown()
+    assert len(answers) == 16
+    held = [data for kind, data in answers if kind == "ping" and "ping_id" in data]
+    stored = [data for kind, data in answers if kind == "post" and data["lead_status"] == "accept"]
+    # One consumer, one winner: either a hold or a lead, never both, never two.
+    assert len(held) + len(stored) == 1
+    assert database["leads"].count_documents({}) == 1
