@@ -10,8 +10,11 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from bson import ObjectId
 
+from pingtree_leads.repository import LEAD_INDEXES
 from pingtree_leads.settings import Settings
+from pingtree_leads.sources import SourceConfig
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -24,42 +27,96 @@ def load_benchmark(name: str = "bench_create_lead") -> ModuleType:
     return module
 
 
-def test_small_run_reports_every_path_size_ratio_and_target(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("fill", ["single", "bulk"])
+def test_small_run_reports_every_path_size_ratio_and_target(fill: str, capsys: pytest.CaptureFixture[str]) -> None:
     bench = load_benchmark()
     # Every request's status and lead_status is checked inside the script (it raises otherwise).
-    assert bench.main(["--sizes", "60,120", "--requests", "100", "--json"]) == 0
+    assert bench.main(["--sizes", "60,120", "--requests", "100", "--fill", fill, "--json"]) == 0
     out, err = capsys.readouterr()
     result: dict[str, Any] = json.loads(out)
+    assert result["fill"] == fill
     assert [entry["size"] for entry in result["sizes"]] == [60, 120]
+    assert [entry["fill"]["leads_added"] for entry in result["sizes"]] == [60, 60]
+    assert all(entry["fill"]["mode"] == fill for entry in result["sizes"])
     for entry in result["sizes"]:
         paths = entry["paths"]
         assert set(paths) == set(bench.PATHS)
         for name, row in paths.items():
-            assert row["requests"] == 100
-            assert 0 < row["p50_us"] <= row["p99_us"]
+            assert row["requests"] == 100 and row["rounds"] == 1
+            assert 0 < row["p50_us"] <= row["p99_us"] and row["rps"] > 0
             if name != "floor":
                 assert math.isclose(row["rps_ratio"], row["rps"] / paths["floor"]["rps"])
-        assert math.isclose(paths["accept"]["rps_ratio_rules"], paths["accept"]["rps"] / paths["floor_rules"]["rps"])
+            if name not in ("floor", "floor_rules"):
+                assert math.isclose(row["rps_ratio_rules"], row["rps"] / paths["floor_rules"]["rps"])
     growth = result["p50_growth"]["accept"]
     assert math.isclose(growth, result["sizes"][1]["paths"]["accept"]["p50_us"]
                         / result["sizes"][0]["paths"]["accept"]["p50_us"])
-    assert [check["target"].split(" ")[0] for check in result["checks"]] == ["accept", "duplicate", "accept", "RSS"]
+    assert [check["key"] for check in result["checks"]] == [
+        "accept_vs_floor_rules", "duplicate_vs_accept", "accept_p50_growth", "memory_flat"]
+    assert set(result["floor_rules"]["indexes"]) == set(LEAD_INDEXES)
     # The human-readable table goes to stderr with --json, one line per target.
     assert err.count("PASS ") + err.count("FAIL ") == 4
-    assert "floor_rules" in err
+    assert "floor_rules" in err and f"{fill}-write fill" in err
 
 
-def test_stored_counts_stay_at_the_size(capsys: pytest.CaptureFixture[str]) -> None:
+def test_median_of_rounds_is_the_throughput() -> None:
+    bench = load_benchmark()
+    row = bench.summarize([1000, 3000, 2000, 2000], [(2, 4000), (1, 2000), (1, 2000)])
+    assert row["rps"] == 500_000 and row["rounds"] == 3 and row["p50_us"] == 2.0
+
+
+@pytest.mark.parametrize("fill", ["single", "bulk"])
+def test_stored_counts_stay_at_the_size(fill: str) -> None:
     """What a round stores is deleted after it, so every size is measured at its own count."""
     bench = load_benchmark()
     with bench.open_database() as (db, _backend):
         runner = bench.Bench(db)
-        runner.fill(150)
+        assert runner.fill(150, fill) == 150
         runner.rounds(120)
         assert db[Settings.leads_collection].count_documents({}) == 150
         for floor in runner.floors.values():
             assert floor.count_documents({}) == 150
         assert all(len(runner.latencies[path]) == 120 for path in bench.PATHS)
+        assert all(sum(n for n, _ns in runner.round_ns[path]) == 120 for path in bench.PATHS)
+
+
+def _index_shapes(info: dict[str, Any], names: Any) -> dict[str, Any]:
+    return {name: ([tuple(k) for k in info[name]["key"]],
+                   {opt: value for opt, value in info[name].items() if opt not in ("key", "v", "ns")})
+            for name in names}
+
+
+def test_floor_rules_has_the_library_indexes_and_index_fields() -> None:
+    """floor_rules pays for exactly the library's unique rules, with the library's values in them."""
+    bench = load_benchmark()
+    with bench.open_database() as (db, _backend):
+        runner = bench.Bench(db)
+        runner.fill(40, "single")
+        runner.rounds(20)
+        info = runner.floors["floor_rules"].index_information()
+        assert set(info) == {"_id_", *LEAD_INDEXES}
+        for name, (keys, options) in LEAD_INDEXES.items():
+            assert [tuple(k) for k in info[name]["key"]] == [tuple(k) for k in keys], name
+            for option, value in options.items():
+                assert (bool(info[name].get(option)) if isinstance(value, bool) else info[name].get(option)) == value
+        # The same shapes the library created on its own collection.
+        leads = db[Settings.leads_collection]
+        assert _index_shapes(info, LEAD_INDEXES) == _index_shapes(leads.index_information(), LEAD_INDEXES)
+        # Every top-level field an index key covers holds the same values in both collections.
+        covered = {key.split(".", 1)[0] for keys, _options in LEAD_INDEXES.values() for key, _direction in keys}
+        for field in covered:
+            ours = sorted(repr(doc.get(field)) for doc in runner.floors["floor_rules"].find({}, {field: 1}))
+            theirs = sorted(repr(doc.get(field)) for doc in leads.find({}, {field: 1}))
+            assert ours == theirs, field
+
+
+def test_floor_rules_refuses_a_layout_it_cannot_follow(monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = load_benchmark()
+    monkeypatch.setattr(bench, "LEAD_INDEXES", {
+        **LEAD_INDEXES, "new_rule": ([("source_id", 1), ("not_in_the_document", 1)], {"unique": True})})
+    source = SourceConfig.from_document({"_id": ObjectId(), "name": "b", "dedupe_fields": ["email", "mobile"]})
+    with pytest.raises(RuntimeError, match="not_in_the_document"):
+        bench.RulesFloor(source)
 
 
 def test_index_layouts_small_run(capsys: pytest.CaptureFixture[str]) -> None:
@@ -68,7 +125,7 @@ def test_index_layouts_small_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert layouts.main(["--requests", "100", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     rows = result["layouts"]
-    assert set(rows) == {*layouts.LAYOUTS, "duplicate_then_read_by_id"}
+    assert set(rows) == {*layouts.LAYOUTS, "library_duplicate"}
     assert all(row["inserts"] == 100 for row in rows.values())
     assert math.isclose(rows["floor"]["mean_vs_floor"], 1.0)
 
