@@ -20,7 +20,7 @@ from typing import Any
 from pymongo.database import Database
 
 from .mongo import acknowledged
-from .repository import OLD_INDEXES, LeadIndexError, LeadRepository, dedupe_claim, transaction_claim
+from .repository import OLD_INDEXES, LeadIndexError, LeadRepository, claims_array, dedupe_claim, transaction_claim
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,8 +42,8 @@ def migrate_storage(database: Database[Any], leads_collection: str = "leads") ->
         # 0.1 hashed the value itself; claims hash its SHA-256 (so pings can send hashes): built
         # again from the stored value of each field the lead held a claim for.
         held = [field for field in doc.get("dedupe") or {} if isinstance(doc.get(field), str)]
-        claims = sorted([transaction_claim(doc["transaction_id"]),
-                         *(dedupe_claim(doc["source_id"], field, doc[field]) for field in held)])
+        claims = claims_array({"transaction_id": transaction_claim(doc["transaction_id"]),
+                               **{field: dedupe_claim(doc["source_id"], field, doc[field]) for field in held}})
         result = leads.update_one({"_id": doc["_id"], "claims": {"$exists": False}},
                                   {"$set": {"claims": claims}, "$unset": {"dedupe": ""}})
         rewritten += result.modified_count

@@ -363,9 +363,10 @@ DECLARED_FIELDS = frozenset(LeadSchema._declared_fields)
 
 def dedupe_field_ok(name: str) -> bool:
     """True for a name a source may deduplicate on besides the standard fields: an extra
-    field name that is no alias, no TrustedForm or transaction field, not ``xxTest``."""
-    return bool(EXTRA_NAME.fullmatch(name)) and name not in DECLARED_FIELDS and name not in ALIASES \
-        and name != TEST_FIELD
+    field name that is no alias, no TrustedForm or transaction field, and none of the names
+    the endpoint reads itself (``xxTest``, ``ping_id``, ``hold_seconds``, ``*_sha256``)."""
+    return (bool(EXTRA_NAME.fullmatch(name)) and name not in DECLARED_FIELDS and name not in ALIASES
+            and name not in RESERVED_NAMES and not name.endswith(HASH_SUFFIX))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -429,6 +430,8 @@ def _reported_name(name: str) -> str:
 
 #: The test-mode flag: checked like a real lead, nothing stored, never stored itself.
 TEST_FIELD = "xxTest"
+#: Names the endpoint reads itself, never lead data: no source may deduplicate on them.
+RESERVED_NAMES = frozenset({TEST_FIELD, "ping_id", "hold_seconds"})
 _TEST_ON = frozenset({"true", "1"})
 _TEST_OFF = frozenset({"false", "0", ""})
 

@@ -116,7 +116,7 @@ def test_ensure_indexes_and_openapi(cli_app: Flask, database: Any) -> None:
 
     doc = json.loads(result.stdout)
     validate(doc)
-    assert list(doc["paths"]) == ["/x/api/lead/create/{db_source_id}"]
+    assert list(doc["paths"]) == ["/x/api/lead/create/{db_source_id}", "/x/api/lead/ping/{db_source_id}"]
 
 
 def test_plain_blueprint_users_get_the_commands_too(database: Any) -> None:

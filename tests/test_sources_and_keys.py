@@ -38,6 +38,8 @@ def test_create_source_returns_id_and_key_and_stores_only_a_hash(database: Any) 
         {"dedupe_fields": ["phone"]},  # an alias: dedupe on mobile
         {"dedupe_fields": ["1abc"]},
         {"dedupe_fields": ["transaction_id"]},
+        {"dedupe_fields": ["ping_id"]},
+        {"dedupe_fields": ["email_sha256"]},
         {"dedupe_fields": ["a", "b", "c", "d", "e", "f"]},  # more than MAX_DEDUPE_FIELDS
         {"dedupe_window_days": 0},
         {"dedupe_window_days": -3},

@@ -371,3 +371,22 @@ def test_blocked_connection_past_the_timeout_is_503_and_the_retry_converges(serv
     finally:
         client.drop_database(name)
         client.close()
+
+
+def test_migrated_leads_hold_their_consumers_against_pings_too(database: Any, clock: Any) -> None:
+    import hashlib
+
+    from pingtree_leads import migrate_storage
+
+    src = create_source(database, "Old pinged", clock=clock)
+    sid = ObjectId(src.id)
+    leads = database["leads"]
+    leads.create_index([("source_id", 1), ("transaction_id", 1)], unique=True, name="pingtree_1_transaction")
+    old = hashlib.sha256(f"{sid}\x1femail\x1fold@example.com".encode()).hexdigest()[:32]
+    leads.insert_one({"source_id": sid, "transaction_id": "o-1", "email": "old@example.com", "created_at": clock(),
+                      "fingerprint": "x", "dedupe": {"email": old}})
+    migrate_storage(database)
+    client = make_app(database, clock=clock).test_client()
+    answer = client.post(f"/api/lead/ping/{src.id}", json={"email": "old@example.com", "hold_seconds": 30},
+                         headers={"Authorization": f"Bearer {src.api_key}"})
+    assert assert_envelope(answer, 200)["lead_status"] == "duplicate"
