@@ -3,7 +3,8 @@
 Field rules come from ``schemas.LeadSchema`` (each field class states its rule
 as OpenAPI properties), so the document cannot drift from the validation.  It
 follows the settings: ``GET`` on create only while ``allow_get`` is on, the fetch
-operation only while ``allow_fetch`` is on (the route answers 404 otherwise).
+operation only while ``allow_fetch`` is on (the route answers 404 otherwise).  The
+pre-ping operation (``POST /api/lead/ping/{db_source_id}``) is always there, as its route.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from .errors import (
     REPLAYED_MESSAGE,
     LeadStatus,
 )
+from .lenient import ALIASES, apply_aliases
 from .schemas import (
-    DEDUPE_FIELDS,
+    HASH_SUFFIX,
     LATIN_LETTERS,
     LEAD_FIELDS,
     REQUIRED_MESSAGE,
@@ -36,6 +38,7 @@ from .schemas import (
     TRUSTED_FORM_FIELDS,
     US_STATES,
     LeadSchema,
+    ping_values,
     pop_test_flag,
 )
 from .settings import Settings
@@ -87,6 +90,57 @@ REQUEST_EXAMPLE_NOTE = (
     "to check a lead without storing it."
 )
 
+#: What a lenient source (create_source(..., lenient=True)) does before a field's rule; added to a
+#: field's description unless the schema's own description already says it.
+LENIENT_NOTES: dict[str, str] = {
+    "mobile": "A lenient source first strips punctuation, spaces and a leading +1 or 1 from a US number: "
+              "\"(512) 789-1111\", \"+1 512 789 1111\" and \"512.789.1111\" are 5127891111.",
+    "zip_code": "A lenient source reads ZIP+4 (\"90210-1234\", \"90210 1234\", \"902101234\") as the ZIP, "
+                "keeping the +4 as extra.zip_plus4.",
+    "state": "A lenient source reads a full state or territory name in any case (\"Texas\") or a common "
+             "abbreviation (\"Tex.\", \"N.Y.\") as its code.",
+    "date_of_birth": "A lenient source reads MM/DD/YYYY (\"01/31/1990\", \"1/31/1990\") as YYYY-MM-DD.",
+}
+
+#: ``ping_id`` on create (views.py pops it before the field rules: it is never stored).
+PING_FIELD = "ping_id"
+PING_ID_PROBLEM = "Must be the 24-hex ping_id of a pre-ping."
+PING_ID_DESCRIPTION = (
+    "The ping_id a held pre-ping answered (24 hex). While that hold is live and every value it holds equals "
+    "this lead's value for that field (the lead may carry more), the lead is decided as if no hold existed and, "
+    "once stored, takes the hold over: its lead_id is the ping_id and the hold ends. A ping_id of no live hold "
+    "of this source (expired, unknown, or of other values) changes nothing: the lead is decided as usual, and a "
+    "live hold of its consumer makes it a duplicate. A post that ends duplicate, replay or 409 leaves the hold "
+    "in place; in test mode the hold is honoured but never touched. Blank counts as absent; anything else that "
+    "is no 24-hex id is invalidField. Never stored."
+)
+#: The pre-ping operation's answers (views.ping_lead; tests/test_openapi.py compares them with real ones).
+PING_ID = "6566f0c2a1b2c3d4e5f60720"
+PING_ACCEPT_MESSAGE = "A post of this consumer now would be accepted"
+PING_HELD_MESSAGE = "Would be accepted; held for a post with this ping_id"
+PING_DUPLICATE_MESSAGE = "A post of this consumer now would be a duplicate"
+PING_NO_VALUE = "A ping needs a dedupe value: email, mobile, a custom dedupe field, or <field>_sha256."
+#: Longest hold a ping may ask for, seconds (repository.MAX_HOLD_SECONDS; the test checks they agree).
+MAX_HOLD_SECONDS = 300
+HOLD_SECONDS_PROBLEM = f"Must be a whole number of seconds from 0 to {MAX_HOLD_SECONDS}."
+#: When the held example was answered (the test's clock), and so the example's hold_expires_at.
+PING_EXAMPLE_NOW = "2025-03-14T16:05:09.412+00:00"
+PING_EXAMPLE_HOLD_SECONDS = 120
+PING_EXAMPLE_EXPIRES = "2025-03-14T16:07:09.412+00:00"
+#: A hashed dedupe value: the lower-case (or upper-case) hex SHA-256 of the value's canonical form.
+SHA256_PATTERN = "^[0-9a-fA-F]{64}$"
+#: The names a custom dedupe field's hash may have (an extra-field name, then ``_sha256``).
+HASHED_NAME_PATTERN = "^[A-Za-z][A-Za-z0-9_-]{0,63}" + HASH_SUFFIX + "$"
+#: hold_seconds as text (form bodies): a whole number 0-300, spaces around ignored, blank = 0.
+HOLD_SECONDS_TEXT_PATTERN = "^ *(0*([0-9]{1,2}|[12][0-9]{2}|300))? *$"
+#: What Swagger UI's "Try it out" sends to the ping operation: it asks and holds nothing.
+PING_REQUEST_EXAMPLE: dict[str, Any] = {"email": "ada.lovelace@example.com", "hold_seconds": 0}
+PING_REQUEST_NOTE = (
+    "The consumer's dedupe values, plain or hashed, and how long to hold an accept. The example only asks "
+    "(hold_seconds 0): it stores nothing. With hold_seconds 1-300 an accept is held: every create post of this "
+    "consumer for the source is then duplicate until hold_expires_at, except one carrying the answered ping_id."
+)
+
 
 class YAMLUnavailableError(RuntimeError):
     """YAML output was asked for but PyYAML is not installed."""
@@ -105,6 +159,16 @@ def _test_flag_errors(value: Any) -> dict[str, list[str]]:
     """The server's own message for a test flag it refuses."""
     _, problems = pop_test_flag({TEST_FIELD: value})
     return {TEST_FIELD: problems}
+
+
+def _alias_errors(alias: str) -> dict[str, list[str]]:
+    """The server's own message for a body sending an alias beside its field."""
+    return apply_aliases({alias: "x", ALIASES[alias]: "x"})
+
+
+def _ping_errors(raw: dict[str, Any]) -> dict[str, list[str]]:
+    """The server's own messages for the dedupe values of a ping it refuses."""
+    return ping_values(raw, LeadSchema(), ("email", "mobile")).errors
 
 
 def _field_rule(converter: Any, field: fields.Field[Any], **kwargs: Any) -> dict[str, Any]:
@@ -168,6 +232,16 @@ def _responses(settings: Settings, has_body: bool) -> dict[str, Any]:
         "error", INVALID_FIELD_MESSAGE,
         {"lead_status": LeadStatus.INVALID_FIELD.value, "fields": list(bad_flag), "errors": bad_flag},
     )
+    both = _alias_errors("phone")
+    rejection["aliasAndField"] = _example(
+        "error", INVALID_FIELD_MESSAGE,
+        {"lead_status": LeadStatus.INVALID_FIELD.value, "fields": list(both), "errors": both},
+    )
+    rejection["invalidPingId"] = _example(
+        "error", INVALID_FIELD_MESSAGE,
+        {"lead_status": LeadStatus.INVALID_FIELD.value, "fields": [PING_FIELD],
+         "errors": {PING_FIELD: [PING_ID_PROBLEM]}},
+    )
     if has_body:
         rejection["invalidBody"] = _example(
             "error", BODY_ERROR_MESSAGE,
@@ -177,8 +251,10 @@ def _responses(settings: Settings, has_body: bool) -> dict[str, Any]:
     responses: dict[str, Any] = {
         "201": {
             "description": "Accepted (stored), a duplicate (not stored), or a replay of an accepted transaction_id. "
-                           "In test mode (xxTest) the same answers with \"test\": true, nothing stored, and no "
-                           "lead_id for a new lead.",
+                           "A duplicate is a match with a stored lead inside the source's window or with a live "
+                           "pre-ping hold; a lead posted with the ping_id of its own live hold takes it over (its "
+                           "lead_id is the ping_id). In test mode (xxTest) the same answers with \"test\": true, "
+                           "nothing stored, and no lead_id for a new lead.",
             "content": {
                 "application/json": {
                     "schema": {"$ref": "#/components/schemas/Created"},
@@ -206,7 +282,8 @@ def _responses(settings: Settings, has_body: bool) -> dict[str, Any]:
         },
         "400": {
             "description": "A required field is missing (missingField) or a field breaks its rule (invalidField), "
-                           "a host validator's refusal included; \"test\": true in test mode.",
+                           "a host validator's refusal, an alias sent beside its field and a malformed ping_id "
+                           "included; \"test\": true in test mode.",
             "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/Rejected"}, "examples": rejection}
             },
@@ -236,12 +313,14 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
         openapi_version=OPENAPI_VERSION,
         plugins=[plugin],
         info={"description": "Add a lead to a database source"
-                             + (", or read a stored one back" if settings.allow_fetch else "")
-                             + ". Every answer is the JSON envelope {status, message, data}."},
+                             + (", read a stored one back" if settings.allow_fetch else "")
+                             + ", or ask before sending one whether it would be a duplicate, and hold the answer "
+                               "(pre-ping). Every answer is the JSON envelope {status, message, data}."},
     )
     plugin.converter.add_attribute_function(_field_rule)  # type: ignore[union-attr]
     spec.tag({"name": "leads", "description": "Add leads to a database source"
-                                              + (" and read them back." if settings.allow_fetch else ".")})
+                                              + (", read them back" if settings.allow_fetch else "")
+                                              + " and pre-ping them."})
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer",
                                                "description": "The API key of the database source."})
     lead = plugin.converter.schema2jsonschema(LeadSchema)  # type: ignore[union-attr]
@@ -253,28 +332,53 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
         "oneOf": [{"type": "string", "pattern": TEST_FLAG_PATTERN}, {"type": "boolean"},
                   {"type": "integer", "enum": [0, 1]}],
     }
-    lead_schema["additionalProperties"] = extra_value
-    lead_schema["maxProperties"] = len(lead_schema["properties"]) + settings.max_extra_fields
-    lead_schema["anyOf"] = [{"required": [name]} for name in LEAD_FIELDS]  # at least one lead field
-    lead_schema["description"] = (
-        "At least one of " + ", ".join(LEAD_FIELDS) + ". Which are required is set per database source. "
-        "Values are trimmed; blank or null counts as absent. Other names (^[A-Za-z][A-Za-z0-9_]{0,63}$, scalar "
-        "values) are kept under `extra`; TrustedForm fields go to `trusted_form` ("
-        + ", ".join(f"{k} -> {v}" for k, v in TRUSTED_FORM_FIELDS.items()) + ")."
-    )
+    lead_schema["properties"][PING_FIELD] = {"type": "string", "pattern": OBJECT_ID_PATTERN,
+                                             "description": PING_ID_DESCRIPTION}
+    props = lead_schema["properties"]
+    city = props["city"]
     if settings.city_allow_punctuation:
         letters = LATIN_LETTERS
-        lead_schema["properties"]["city"]["pattern"] = f"^[{letters}]+(?:[ .'-]+[{letters}]+)*\\.?$"
-    state = lead_schema["properties"]["state"]
+        city["pattern"] = f"^[{letters}]+(?:[ .'-]+[{letters}]+)*\\.?$"
+    else:  # runs of spaces are one space (and stored so)
+        city["pattern"] = city["pattern"].replace("( [", "( +[")
+    city["description"] = city.get("description", "").rstrip(".") + (
+        ". A run of spaces counts as one space and is stored collapsed (\"New  York\" is stored \"New York\").")
+    state = props["state"]
     state["description"] = (
         state.get("description", "").rstrip(".") + ". USPS codes accepted: " + ", ".join(sorted(US_STATES)) + "."
     )
     for name in ("mobile", "zip_code"):  # a JSON integer is also accepted
-        as_string = lead_schema["properties"][name]
-        lead_schema["properties"][name] = {
+        as_string = props[name]
+        props[name] = {
             "description": as_string.pop("description", ""),
             "oneOf": [as_string, LeadSchema._declared_fields[name].openapi_integer()],  # type: ignore[attr-defined]
         }
+    for name, lenient in LENIENT_NOTES.items():
+        described = props[name].get("description", "")
+        if "lenient" not in described.lower():
+            props[name]["description"] = described.rstrip(".") + ". " + lenient
+    for alias, field in ALIASES.items():  # read as their field on every source
+        props[alias] = {**copy.deepcopy(props[field]),
+                        "description": f"Alias of {field}: read as {field}, with its rule, and stored as {field}. "
+                                       f"Sending both {alias} and {field} (neither blank) is invalidField, "
+                                       f"reported under {alias}."}
+    lead_schema["additionalProperties"] = extra_value
+    # xxTest, ping_id and the aliases are no extra fields: they do not use up max_extra_fields.
+    lead_schema["maxProperties"] = len(props) + settings.max_extra_fields
+    # At least one lead field (an alias is its field).
+    lead_schema["anyOf"] = [{"required": [name]} for name in (*LEAD_FIELDS, *ALIASES)]
+    # Never an alias beside its field (the server allows it only when one of the two is blank).
+    lead_schema["allOf"] = [{"not": {"required": [alias, field]}} for alias, field in ALIASES.items()]
+    lead_schema["description"] = (
+        "At least one of " + ", ".join(LEAD_FIELDS) + " (or an alias: "
+        + ", ".join(f"{alias} for {field}" for alias, field in ALIASES.items())
+        + "). Which are required is set per database source. Values are trimmed; blank or null counts as absent. "
+        "Other names (^[A-Za-z][A-Za-z0-9_-]{0,63}$, scalar values) are kept under `extra`, JSON numbers and "
+        "booleans as they are; TrustedForm fields go to `trusted_form` ("
+        + ", ".join(f"{k} -> {v}" for k, v in TRUSTED_FORM_FIELDS.items()) + "). The patterns are the rules of "
+        "a strict source (the default); a lenient source normalises mobile, zip_code, state and date_of_birth "
+        "first (see each field)."
+    )
     spec.components.schema("LeadInput", lead_schema)
     spec.components.schema("Created", _envelope("success", {
         "type": "object",
@@ -282,9 +386,12 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
         "properties": {
             "lead_status": {"type": "string", "enum": [LeadStatus.ACCEPT.value, LeadStatus.DUPLICATE.value]},
             "transaction_id": {"type": "string"},
-            "lead_id": {"type": "string", "pattern": "^[0-9a-f]{24}$"},
+            "lead_id": {"type": "string", "pattern": "^[0-9a-f]{24}$",
+                        "description": "The stored lead's id; the ping_id when the post took its hold over."},
             "replayed": {"type": "boolean"},
-            "matched_on": {"type": "array", "items": {"type": "string", "enum": list(DEDUPE_FIELDS)}},
+            "matched_on": {"type": "array", "items": {"type": "string"},
+                           "description": "The dedupe field whose value matched: email, mobile, or a custom dedupe "
+                                          "field of the source."},
             "test": {"type": "boolean", "enum": [True], "description": "Test mode (xxTest): nothing was stored."},
         },
     }))
@@ -338,9 +445,162 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
         }
     spec.path(path=f"{path_prefix}/api/lead/create/{{db_source_id}}",
               parameters=[source_id], operations=operations)
+    _add_ping(spec, settings, lead_schema, source_id, path_prefix)
     if settings.allow_fetch:
         _add_fetch(spec, settings, lead_schema, extra_value, source_id, path_prefix)
     return spec.to_dict()
+
+
+def _hash_property(field: str) -> dict[str, Any]:
+    return {"type": "string", "pattern": SHA256_PATTERN,
+            "description": f"Hex SHA-256 (either case) of the UTF-8 bytes of the {field}'s canonical form, "
+                           f"instead of the {field} itself: the value as the source would store it (for a lenient "
+                           f"source after its normalisation). Not together with {field}."}
+
+
+def _add_ping(spec: APISpec, settings: Settings, lead_schema: dict[str, Any], source_id: dict[str, Any],
+              path_prefix: str) -> None:
+    """``POST <prefix>/api/lead/ping/{db_source_id}``: the pre-ping (contract section 8), always on."""
+    props = lead_schema["properties"]
+    spec.components.schema("PingInput", {
+        "type": "object",
+        "description": (
+            "The consumer's dedupe values, each plain or hashed, and hold_seconds. At least one dedupe value: "
+            "email, mobile (or its alias phone), a custom dedupe field of the source, or <field>_sha256 for any "
+            "of them; without one the ping is invalidField under _schema. Plain values are checked and made canonical "
+            "by the lead rules (aliases, a lenient source's normalisation, email canonical form); a value and its "
+            "hash together are invalidField. Only the source's own dedupe fields count: a value of another field "
+            "is checked and then ignored, so a ping holding none of them answers accept and holds nothing, as on "
+            "a source without dedupe. Every other field is ignored and never stored."
+        ),
+        "properties": {
+            "email": {**copy.deepcopy(props["email"]),
+                      "description": "The consumer's email, compared in its canonical (stored) spelling."},
+            "mobile": {**copy.deepcopy(props["mobile"]),
+                       "description": "The consumer's 10-digit mobile (a lenient source normalises it first)."},
+            "phone": {**copy.deepcopy(props["phone"]),
+                      "description": "Alias of mobile. Sending both phone and mobile (neither blank) is invalidField."},
+            "email" + HASH_SUFFIX: _hash_property("email"),
+            "mobile" + HASH_SUFFIX: _hash_property("mobile"),
+            "hold_seconds": {
+                "description": f"How long to hold an accept, 0-{MAX_HOLD_SECONDS} whole seconds (digit strings "
+                               "from forms too); absent, blank or 0 only asks. A held accept answers ping_id and "
+                               "hold_expires_at: until then every create post of this consumer for the source is "
+                               "duplicate, except a post carrying that ping_id whose values include every held "
+                               "one, which is decided as if no hold existed (and, when stored, ends the hold). "
+                               "After expiry the hold counts for nothing.",
+                "oneOf": [{"type": "integer", "minimum": 0, "maximum": MAX_HOLD_SECONDS},
+                          {"type": "string", "pattern": HOLD_SECONDS_TEXT_PATTERN}],
+            },
+        },
+        "additionalProperties": {
+            "description": "A custom dedupe field of the source: its plain value (an extra field's value rule; "
+                           "a JSON number is its digits) or <field>_sha256 (see x-patternProperties). Anything "
+                           "else is ignored and never stored."
+        },
+        # Never a value beside its hash, nor an alias beside its field (unless one of the two is blank).
+        "allOf": [{"not": {"required": ["email", "email" + HASH_SUFFIX]}},
+                  {"not": {"required": ["mobile", "mobile" + HASH_SUFFIX]}},
+                  {"not": {"required": ["phone", "mobile"]}},
+                  {"not": {"required": ["phone", "mobile" + HASH_SUFFIX]}}],
+        # OpenAPI 3.0 has no patternProperties: the names of hashed custom values, as an extension.
+        "x-patternProperties": {HASHED_NAME_PATTERN: {"type": "string", "pattern": SHA256_PATTERN}},
+    })
+    spec.components.schema("PingAnswer", _envelope("success", {
+        "type": "object",
+        "required": ["lead_status"],
+        "properties": {
+            "lead_status": {"type": "string", "enum": [LeadStatus.ACCEPT.value, LeadStatus.DUPLICATE.value],
+                            "description": "accept: a create post of this consumer now would not be a duplicate; "
+                                           "duplicate: it would be (a stored lead inside the source's window, or "
+                                           "a live hold)."},
+            "matched_on": {"type": "array", "items": {"type": "string"},
+                           "description": "With duplicate: the dedupe field whose value matched, as for create."},
+            "ping_id": {"type": "string", "pattern": "^[0-9a-f]{24}$",
+                        "description": "With a held accept: send it as ping_id with the create post."},
+            "hold_expires_at": {"type": "string", "format": "date-time",
+                                "description": "With a held accept: when the hold ends (UTC, ISO 8601, "
+                                               "milliseconds). The hold is live while this is after now."},
+        },
+    }))
+    spec.components.schema("PingRejected", _envelope("error", {
+        "type": "object",
+        "required": ["lead_status", "fields", "errors"],
+        "properties": {
+            "lead_status": {"type": "string", "enum": [LeadStatus.INVALID_FIELD.value]},
+            "fields": {"type": "array", "items": {"type": "string"}},
+            "errors": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+        },
+    }))
+    bad = {**_ping_errors({"email" + HASH_SUFFIX: "abc"}), "hold_seconds": [HOLD_SECONDS_PROBLEM]}
+    both = _ping_errors({"email": "ada.lovelace@example.com", "email" + HASH_SUFFIX: "0" * 64})
+    invalid = LeadStatus.INVALID_FIELD.value
+    responses: dict[str, Any] = {
+        "200": {
+            "description": "Whether a create post of this consumer now would be accepted or a duplicate; a held "
+                           "accept also gives ping_id and hold_expires_at. Of concurrent held pings for one "
+                           "consumer exactly one is a held accept.",
+            "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/PingAnswer"},
+                "examples": {
+                    "accept": _example("success", PING_ACCEPT_MESSAGE, {"lead_status": LeadStatus.ACCEPT.value}),
+                    "held": _example("success", PING_HELD_MESSAGE, {
+                        "lead_status": LeadStatus.ACCEPT.value, "ping_id": PING_ID,
+                        "hold_expires_at": PING_EXAMPLE_EXPIRES}),
+                    "duplicate": _example("success", PING_DUPLICATE_MESSAGE, {
+                        "lead_status": LeadStatus.DUPLICATE.value, "matched_on": ["email"]}),
+                },
+            }},
+        },
+        "400": {
+            "description": "No dedupe value, a malformed value or hash, a value and its hash together, a bad "
+                           "hold_seconds, or a body that cannot be read.",
+            "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/PingRejected"},
+                "examples": {
+                    "noDedupeValue": _example("error", INVALID_FIELD_MESSAGE, {
+                        "lead_status": invalid, "fields": [], "errors": {"_schema": [PING_NO_VALUE]}}),
+                    "badHashAndHold": _example("error", INVALID_FIELD_MESSAGE, {
+                        "lead_status": invalid, "fields": list(bad), "errors": bad}),
+                    "valueAndHash": _example("error", INVALID_FIELD_MESSAGE, {
+                        "lead_status": invalid, "fields": list(both), "errors": both}),
+                    "invalidBody": _example("error", BODY_ERROR_MESSAGE, {
+                        "lead_status": invalid, "fields": [], "errors": {"_body": ["Body must be a JSON object."]}}),
+                },
+            }},
+        },
+        "401": _error(401, {"WWW-Authenticate": {"schema": {"type": "string", "example": "Bearer"}}}),
+        "403": _error(403),
+        "404": _error(404, badSourceId=_example("error", BAD_SOURCE_ID_MESSAGE, {})),
+        "405": _error(405, {"Allow": {"schema": {"type": "string", "example": "POST"}}}),
+        "413": _error(413),
+        "415": _error(415),
+        "500": _error(500),
+        "503": _error(503, {"Retry-After": {"schema": {"type": "integer", "example": settings.retry_after_seconds}}}),
+    }
+    body_ref = {"$ref": "#/components/schemas/PingInput"}
+    spec.path(path=f"{path_prefix}/api/lead/ping/{{db_source_id}}", parameters=[source_id], operations={
+        "post": {
+            "operationId": "pingLead",
+            "tags": ["leads"],
+            "summary": "Pre-ping: would a post of this consumer be a duplicate? Optionally hold the accept",
+            "description": "Ask before sending the PII (ping/post): the consumer's dedupe values, plain or as "
+                           "SHA-256 hashes, and optionally hold_seconds to hold an accept. A ping is not a lead: it "
+                           "stores no plain PII, is never fetched, signalled or imported, and checks no other "
+                           "field. A held ping is one write; asking is one indexed read per value.",
+            "security": [{"bearer": []}],
+            "requestBody": {
+                "required": True,
+                "description": PING_REQUEST_NOTE,
+                "content": {
+                    "application/json": {"schema": body_ref, "example": PING_REQUEST_EXAMPLE},
+                    "application/x-www-form-urlencoded": {"schema": body_ref},
+                    "multipart/form-data": {"schema": body_ref},
+                },
+            },
+            "responses": dict(sorted(responses.items())),
+        }
+    })
 
 
 def _add_fetch(spec: APISpec, settings: Settings, lead_schema: dict[str, Any], extra_value: dict[str, Any],
