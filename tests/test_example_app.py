@@ -243,3 +243,25 @@ def test_port_checks(example: ModuleType, monkeypatch: pytest.MonkeyPatch) -> No
         with pytest.raises(click.ClickException, match=f"PORT={port + 1} bash examples/quickstart.sh"):
             example.check_port_free(port)
     example.check_port_free(port)  # free again
+
+
+def test_the_example_shows_a_validator_and_a_signal_receiver(
+    example: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    import mongomock
+
+    database = mongomock.MongoClient()["example_hooks"]
+    app = example.create_app(database)
+    source_id, api_key = example.ensure_demo_source(database, get_runtime(app))
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {api_key}"}
+    refused = client.post(f"/api/lead/create/{source_id}", headers=headers,
+                          json={"first_name": "Ann", "email": "do-not-contact@example.com"})
+    assert assert_envelope(refused, 400)["errors"] == {"email": ["On the suppression list."]}
+    with caplog.at_level(logging.INFO):
+        accepted = client.post(f"/api/lead/create/{source_id}", headers=headers,
+                               json={"first_name": "Ann", "email": "ann@example.com"})
+    lead_id = assert_envelope(accepted, 201)["lead_id"]
+    assert any(lead_id in r.getMessage() and "route it to the buyers" in r.getMessage() for r in caplog.records)
