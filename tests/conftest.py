@@ -8,10 +8,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import mongomock
@@ -188,3 +192,23 @@ def assert_envelope(response: Any, status_code: int) -> dict[str, Any]:
     assert isinstance(body["message"], str) and body["message"]
     assert isinstance(body["data"], dict)
     return body["data"]
+
+
+EXAMPLE_APP = Path(__file__).resolve().parent.parent / "examples" / "app.py"
+
+
+@pytest.fixture
+def example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """examples/app.py loaded as a module, its instance directory moved to ``tmp_path``."""
+    spec = importlib.util.spec_from_file_location("pingtree_example_app", EXAMPLE_APP)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "INSTANCE", tmp_path)
+    monkeypatch.setattr(module, "DATA_DIR", tmp_path / "secantus-data")
+    monkeypatch.setattr(module, "DEMO_SOURCE_FILE", tmp_path / "demo_source.json")
+    monkeypatch.setattr(module, "SERVER_FILE", tmp_path / "server.json")
+    monkeypatch.delenv("MONGODB_URI", raising=False)
+    monkeypatch.delenv("PINGTREE_DB", raising=False)
+    return module

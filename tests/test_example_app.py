@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import queue
@@ -34,20 +33,6 @@ EXAMPLE = ROOT / "examples" / "app.py"
 START_HINT = "start the example first (bash examples/quickstart.sh) or set MONGODB_URI"
 
 
-@pytest.fixture
-def example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pingtree_example_app", EXAMPLE)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)
-    spec.loader.exec_module(module)
-    monkeypatch.setattr(module, "INSTANCE", tmp_path)
-    monkeypatch.setattr(module, "DATA_DIR", tmp_path / "secantus-data")
-    monkeypatch.setattr(module, "DEMO_SOURCE_FILE", tmp_path / "demo_source.json")
-    monkeypatch.setattr(module, "SERVER_FILE", tmp_path / "server.json")
-    monkeypatch.delenv("MONGODB_URI", raising=False)
-    monkeypatch.delenv("PINGTREE_DB", raising=False)
-    return module
 
 
 def run_curl(client: Any, command: str) -> Any:

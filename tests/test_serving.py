@@ -26,21 +26,6 @@ EXAMPLE = ROOT / "examples" / "app.py"
 BENCHMARKS = ROOT / "benchmarks"
 
 
-@pytest.fixture
-def example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """examples/app.py loaded as a module, its instance directory moved to ``tmp_path``."""
-    spec = importlib.util.spec_from_file_location("pingtree_serving_example_app", EXAMPLE)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)
-    spec.loader.exec_module(module)
-    monkeypatch.setattr(module, "INSTANCE", tmp_path)
-    monkeypatch.setattr(module, "DATA_DIR", tmp_path / "secantus-data")
-    monkeypatch.setattr(module, "DEMO_SOURCE_FILE", tmp_path / "demo_source.json")
-    monkeypatch.setattr(module, "SERVER_FILE", tmp_path / "server.json")
-    monkeypatch.delenv("MONGODB_URI", raising=False)
-    monkeypatch.delenv("PINGTREE_DB", raising=False)
-    return module
 
 
 def test_the_embedded_server_is_standalone_and_durable(example: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
