@@ -21,8 +21,7 @@ from typing import IO
 
 from . import lenient, signals
 from .errors import MESSAGES, LeadStatus
-from .mongo import stored_time
-from .repository import LeadRepository, StoreResult, UnwrittenLeads, fingerprint, lead_view
+from .repository import LeadRepository, StoreResult, UnwrittenLeads, fingerprint, stored_lead_view
 from .schemas import (
     DECLARED_FIELDS,
     EXTRA_NAME,
@@ -274,9 +273,9 @@ def import_csv(
             for (number, values, lead, _), result in zip(batch, results, strict=True):
                 if result.lead_status is LeadStatus.ACCEPT:
                     summary.counts["already_imported" if result.replayed else "accepted"] += 1
-                    if notify is not None and not result.replayed and result.lead_id is not None:
-                        stored = lead_view({"_id": result.lead_id, **lead.as_stored(result.transaction_id),
-                                            "created_at": stored_time(now)})
+                    if (notify is not None and not result.replayed and result.lead_id is not None
+                            and signals.listened(signals.lead_accepted)):
+                        stored = stored_lead_view(lead, result.transaction_id, result.lead_id, now)
                         notify(signals.lead_accepted, source=source.public(), lead=stored)
                 elif result.lead_status is LeadStatus.DUPLICATE:
                     matched = ", ".join(result.matched_on)

@@ -496,6 +496,11 @@ def lead_view(doc: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def stored_lead_view(lead: ValidLead, transaction_id: str, lead_id: str, now: datetime) -> dict[str, Any]:
+    """``lead_view`` of a lead just stored at ``now``, built without reading it back."""
+    return lead_view({"_id": lead_id, **lead.as_stored(transaction_id), "created_at": stored_time(now)})
+
+
 def find_lead(
     database: Database[Any],
     source_id: str | ObjectId,

@@ -33,9 +33,14 @@ lead_duplicate = _signals.signal("pingtree-lead-duplicate", doc="A lead was a du
 lead_rejected = _signals.signal("pingtree-lead-rejected", doc="A lead was refused with 400 (sender: the Flask app).")
 
 
+def listened(signal: NamedSignal) -> bool:
+    """True if ``signal`` has any receiver: check before building what it would carry."""
+    return bool(signal.receivers)
+
+
 def send(signal: NamedSignal, sender: Any, **kwargs: Any) -> None:
     """Call every receiver of ``signal`` for ``sender``; one that raises is logged and skipped."""
-    if not signal.receivers:
+    if not listened(signal):
         return  # the common case costs one attribute read
     for receiver in signal.receivers_for(sender):
         try:

@@ -28,8 +28,8 @@ from .errors import (
     envelope,
 )
 from .http import lead_fields
-from .mongo import parse_object_id, stored_time
-from .repository import MAX_HOLD_SECONDS, StoreResult, dedupe_claim, hashed_claim, lead_view
+from .mongo import parse_object_id
+from .repository import MAX_HOLD_SECONDS, StoreResult, dedupe_claim, hashed_claim, stored_lead_view
 from .runtime import LeadsRuntime
 from .schemas import (
     DECLARED_FIELDS,
@@ -131,9 +131,9 @@ def _with_errors(checked: ValidLead | LeadRejection, errors: dict[str, list[str]
 def _notify(app: Flask, source: SourceConfig, lead: ValidLead, result: StoreResult, now: datetime) -> None:
     """The signals of a stored request, after MongoDB acknowledged the write."""
     if result.lead_status is LeadStatus.ACCEPT and not result.replayed and result.lead_id is not None:
-        stored = lead_view({"_id": result.lead_id, **lead.as_stored(result.transaction_id),
-                            "created_at": stored_time(now)})  # find_lead's shape, without a read
-        signals.send(signals.lead_accepted, app, source=source.public(), lead=stored)
+        if signals.listened(signals.lead_accepted):  # building the lead costs: only for a listener
+            stored = stored_lead_view(lead, result.transaction_id, result.lead_id, now)
+            signals.send(signals.lead_accepted, app, source=source.public(), lead=stored)
     elif result.lead_status is LeadStatus.DUPLICATE:
         signals.send(signals.lead_duplicate, app, source=source.public(), transaction_id=result.transaction_id,
                      matched_on=list(result.matched_on))
