@@ -476,12 +476,20 @@ def _settings(field: fields.Field[Any]) -> Settings:
     return parent.settings if isinstance(parent, LeadSchema) else Settings()
 
 
-def validate_lead(raw: Mapping[str, Any], schema: LeadSchema) -> ValidLead | LeadRejection:
-    """Validate one lead's raw fields against a source's schema."""
+def _prepared(raw: Mapping[str, Any], schema: LeadSchema) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """What the rules see, for a lead and a ping alike: NFC and trimmed text, blanks dropped,
+    aliases renamed (with the problems of a body sending both), a lenient source's
+    normalisation applied."""
     data = normalize_input(raw)
-    errors: dict[str, list[str]] = apply_aliases(data)
+    errors = apply_aliases(data)
     if schema.lenient:
         normalise(data)
+    return data, errors
+
+
+def validate_lead(raw: Mapping[str, Any], schema: LeadSchema) -> ValidLead | LeadRejection:
+    """Validate one lead's raw fields against a source's schema."""
+    data, errors = _prepared(raw, schema)
     missing = [name for name in schema.required_fields if name not in data]
     if not missing and not any(name in data for name in LEAD_FIELDS):
         # No required fields, but a lead still needs something to identify it.
@@ -521,10 +529,7 @@ def ping_values(raw: Mapping[str, Any], schema: LeadSchema, fields: Iterable[str
     """Read the dedupe values of ``fields`` from a pre-ping, plain or hashed, checked and made
     canonical exactly as a lead's (aliases, a lenient source's normalisation, NFC, IDNA...);
     anything else in the ping is ignored."""
-    data = normalize_input(raw)
-    errors = apply_aliases(data)
-    if schema.lenient:
-        normalise(data)
+    data, errors = _prepared(raw, schema)
     plain: dict[str, str] = {}
     hashed: dict[str, str] = {}
     for field in dict.fromkeys(fields):
