@@ -19,7 +19,7 @@ from werkzeug.routing import PathConverter
 from .cli import COMMANDS
 from .errors import BAD_SOURCE_ID_MESSAGE, ApiError, register_error_handlers
 from .mongo import parse_object_id
-from .runtime import LeadsRuntime, bind_runtime, current_runtime
+from .runtime import LeadsRuntime, SourceView, bind_runtime, current_runtime
 from .settings import Settings
 from .validators import LeadValidator, LeadValidators
 from .views import create_lead, fetch_lead, ping_lead
@@ -109,33 +109,29 @@ def _add_any_method_rule(state: BlueprintSetupState, rule: str, endpoint: str, v
     app.view_functions[name] = view
 
 
-def _create_view(db_source_id: str) -> Response:
-    runtime = current_runtime()
-    if request.method not in runtime.methods:
-        raise ApiError(405, headers={"Allow": ", ".join(runtime.methods)})
+def _keyed(runtime: LeadsRuntime, view: SourceView, methods: tuple[str, ...], db_source_id: str) -> Response:
+    """The checks before a key is looked at: method (405), source id shape (404); then ``view``."""
+    if request.method not in methods:
+        raise ApiError(405, headers={"Allow": ", ".join(methods)})
     if parse_object_id(db_source_id) is None:
         raise ApiError(404, BAD_SOURCE_ID_MESSAGE)
-    return runtime.with_key(create_lead)(db_source_id)
+    return runtime.with_key(view)(db_source_id)
+
+
+def _create_view(db_source_id: str) -> Response:
+    runtime = current_runtime()
+    return _keyed(runtime, create_lead, runtime.methods, db_source_id)
 
 
 def _fetch_view(db_source_id: str) -> Response:
     runtime = current_runtime()
     if not runtime.settings.allow_fetch:
         raise ApiError(404)  # off: as if there were no such route (the key is not even checked)
-    if request.method != "GET":
-        raise ApiError(405, headers={"Allow": "GET"})
-    if parse_object_id(db_source_id) is None:
-        raise ApiError(404, BAD_SOURCE_ID_MESSAGE)
-    return runtime.with_key(fetch_lead)(db_source_id)
+    return _keyed(runtime, fetch_lead, ("GET",), db_source_id)
 
 
 def _ping_view(db_source_id: str) -> Response:
-    runtime = current_runtime()
-    if request.method != "POST":
-        raise ApiError(405, headers={"Allow": "POST"})
-    if parse_object_id(db_source_id) is None:
-        raise ApiError(404, BAD_SOURCE_ID_MESSAGE)
-    return runtime.with_key(ping_lead)(db_source_id)
+    return _keyed(current_runtime(), ping_lead, ("POST",), db_source_id)
 
 
 def _openapi_view() -> Response:
