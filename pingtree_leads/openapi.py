@@ -207,6 +207,19 @@ def _error(code: int, headers: dict[str, Any] | None = None, **examples: dict[st
     return response
 
 
+def _request_body(schema: dict[str, Any], description: str, example: dict[str, Any]) -> dict[str, Any]:
+    """A body read as JSON, form or multipart (the same schema); the JSON example is what "Try it out" sends."""
+    return {
+        "required": True,
+        "description": description,
+        "content": {
+            "application/json": {"schema": schema, "example": example},
+            "application/x-www-form-urlencoded": {"schema": schema},
+            "multipart/form-data": {"schema": schema},
+        },
+    }
+
+
 def _responses(settings: Settings, has_body: bool) -> dict[str, Any]:
     """Every outcome of one operation; 413 and 415 only where there is a body (POST)."""
     allow = "GET, POST" if settings.allow_get else "POST"
@@ -418,15 +431,7 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
             "tags": ["leads"],
             "summary": "Create a lead",
             "security": [{"bearer": []}],
-            "requestBody": {
-                "required": True,
-                "description": REQUEST_EXAMPLE_NOTE,
-                "content": {
-                    "application/json": {"schema": body_ref, "example": REQUEST_EXAMPLE},
-                    "application/x-www-form-urlencoded": {"schema": body_ref},
-                    "multipart/form-data": {"schema": body_ref},
-                },
-            },
+            "requestBody": _request_body(body_ref, REQUEST_EXAMPLE_NOTE, REQUEST_EXAMPLE),
             "responses": _responses(settings, has_body=True),
         }
     }
@@ -589,15 +594,7 @@ def _add_ping(spec: APISpec, settings: Settings, lead_schema: dict[str, Any], so
                            "stores no plain PII, is never fetched, signalled or imported, and checks no other "
                            "field. A held ping is one write; asking is one indexed read per value.",
             "security": [{"bearer": []}],
-            "requestBody": {
-                "required": True,
-                "description": PING_REQUEST_NOTE,
-                "content": {
-                    "application/json": {"schema": body_ref, "example": PING_REQUEST_EXAMPLE},
-                    "application/x-www-form-urlencoded": {"schema": body_ref},
-                    "multipart/form-data": {"schema": body_ref},
-                },
-            },
+            "requestBody": _request_body(body_ref, PING_REQUEST_NOTE, PING_REQUEST_EXAMPLE),
             "responses": dict(sorted(responses.items())),
         }
     })
