@@ -67,11 +67,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from bson import ObjectId
 from flask import Flask, Response, request
 from flask.testing import FlaskClient
+from processes import rss_mb, secantus_process
 from pymongo import ASCENDING, MongoClient
 from pymongo.collection import Collection
 from pymongo.database import Database
@@ -91,6 +93,7 @@ EXPECTED = {"floor": (201, None), "floor_rules": (201, None), "accept": (201, "a
             "duplicate": (201, "duplicate"), "reject": (400, "invalidField"), "ping_ask": (200, "accept"),
             "ping_hold": (200, "accept"), "post_ping": (201, "accept")}
 FILL_MODES = ("single", "bulk")
+SERVER_MODES = ("process", "in-process")
 ROUND = 100  # requests per path per round
 BATCH = 1000  # pre-fill batch size (also the unit of a single-write fill's progress)
 LIVE_START = 10_000_000  # lead numbers used by live requests; pre-filled leads are 0..size-1
@@ -187,31 +190,43 @@ class RulesFloor:
 
 
 @contextmanager
-def open_database() -> Iterator[tuple[Database[Doc], str]]:
-    """A fresh database on ``MONGODB_URI``, or on SecantusDB started here."""
+def open_database(server: str = "process") -> Iterator[tuple[Database[Doc], str, int | None]]:
+    """A fresh database on ``MONGODB_URI``, or on SecantusDB started here: (db, what, server pid or None).
+
+    ``server="process"`` (default): SecantusDB standalone in a process of its own, as any
+    production database is; ``"in-process"``: in this process, sharing its interpreter.
+    """
+    if server not in SERVER_MODES:
+        raise ValueError(f"server {server!r}: expected one of {SERVER_MODES}")
     name = f"ptl_bench_{uuid.uuid4().hex[:8]}"
     uri = os.environ.get("MONGODB_URI")
     if uri:
         client: MongoClient[Doc] = MongoClient(uri, serverSelectionTimeoutMS=5000)
         with client:
             try:
-                yield client[name], f"MONGODB_URI (server {client.server_info().get('version', '?')})"
+                yield client[name], f"MONGODB_URI (server {client.server_info().get('version', '?')})", None
             finally:
                 client.drop_database(name)
         return
-    from secantus import SecantusDBServer  # GPL-2.0: test-only dependency (the `test` extra)
-
     with tempfile.TemporaryDirectory(prefix="ptl-bench-") as path:
+        if server == "process":
+            with secantus_process(Path(path)) as (server_uri, what, pid):
+                client = MongoClient(server_uri, serverSelectionTimeoutMS=5000)
+                with client:
+                    yield client[name], what, pid
+            return
+        from secantus import SecantusDBServer  # GPL-2.0: test-only dependency (the `test` extra)
+
         # Standalone: no oplog. In replica-set mode SecantusDB's writes slow ~3x after some
         # 20-30k writes whatever the collection size, which would blur the growth by size.
-        server = SecantusDBServer(storage_path=path, port=0, replica_set_name=None)
-        server.start()
+        embedded = SecantusDBServer(storage_path=path, port=0, replica_set_name=None)
+        embedded.start()
         try:
-            client = MongoClient(server.uri, serverSelectionTimeoutMS=5000)
+            client = MongoClient(embedded.uri, serverSelectionTimeoutMS=5000)
             with client:
-                yield client[name], "SecantusDB (in-process, standalone)"
+                yield client[name], "SecantusDB (in-process, standalone)", None
         finally:
-            server.stop()
+            embedded.stop()
 
 
 class Bench:
@@ -375,8 +390,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 1e6
 
 
-def measure(sizes: list[int], per_path: int, warmup: int, fill: str, log: Callable[[str], None]) -> dict[str, Any]:
-    with open_database() as (db, backend):
+def measure(sizes: list[int], per_path: int, warmup: int, fill: str, log: Callable[[str], None],
+            server: str = "process") -> dict[str, Any]:
+    with open_database(server) as (db, backend, server_pid):
         bench = Bench(db)
         sizes_out: list[dict[str, Any]] = []
         for size in sizes:
@@ -401,6 +417,7 @@ def measure(sizes: list[int], per_path: int, warmup: int, fill: str, log: Callab
                 paths[path]["p50_ratio_rules"] = paths[path]["p50_us"] / paths["floor_rules"]["p50_us"]
             sizes_out.append({
                 "size": size, "paths": paths, "peak_rss_mb": peak_rss_mb(),
+                "server_rss_mb": None if server_pid is None else rss_mb(server_pid),
                 "requests_rss_delta_mb": None if rss_after is None or rss_before is None else rss_after - rss_before,
                 "fill": {"mode": fill, "leads_added": added, "seconds": fill_seconds,
                          "ms_per_lead": 1000 * fill_seconds / added if added else None},
@@ -408,7 +425,7 @@ def measure(sizes: list[int], per_path: int, warmup: int, fill: str, log: Callab
         rules = bench.rules.describe()
     first, last = sizes_out[0], sizes_out[-1]
     growth = {path: last["paths"][path]["p50_us"] / first["paths"][path]["p50_us"] for path in PATHS}
-    return {"backend": backend, "fill": fill, "requests_per_path": per_path, "round": ROUND,
+    return {"backend": backend, "server": server, "fill": fill, "requests_per_path": per_path, "round": ROUND,
             "floor_rules": rules, "sizes": sizes_out, "p50_growth": growth,
             "rss_growth_mb": last["peak_rss_mb"] - first["peak_rss_mb"]}
 
@@ -466,6 +483,10 @@ def table(result: dict[str, Any]) -> str:
         for entry in result["sizes"]))
     lines.append(f"peak RSS growth {first:,} -> {last:,}: {result['rss_growth_mb']:+.1f} MB "
                  "(includes the stored data when the database server runs in-process)")
+    server_rss = [entry["server_rss_mb"] for entry in result["sizes"]]
+    if None not in server_rss:
+        lines.append("database server's own RSS: " + ", ".join(
+            f"@{entry['size']:,} {rss:.0f} MB" for entry, rss in zip(result["sizes"], server_rss, strict=True)))
     return "\n".join(lines)
 
 
@@ -475,6 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, help="measured requests per path per size (default 10000)")
     parser.add_argument("--fill", choices=FILL_MODES, default="single",
                         help="fill the collections with one insert per lead (default) or in bulk")
+    parser.add_argument("--server", choices=SERVER_MODES, default="process",
+                        help="SecantusDB in a process of its own (default) or in this one; ignored with MONGODB_URI")
     parser.add_argument("--quick", action="store_true", help="small run: sizes 500,2000 and 300 requests")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target fails")
@@ -489,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    result = measure(sizes, per_path, warmup=min(per_path, 2 * ROUND), fill=args.fill, log=log)
+    result = measure(sizes, per_path, warmup=min(per_path, 2 * ROUND), fill=args.fill, log=log, server=args.server)
     result["checks"] = checks(result)
     print(table(result), file=out)
     for check in result["checks"]:

@@ -48,17 +48,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from processes import HOST, cpu_seconds, free_port, machine_busy_seconds
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "app.py"
-HOST = "127.0.0.1"
 TARGET = 1.2
 MAX_LEADS = 1_000_000
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 class Example:
@@ -201,24 +196,6 @@ def stored_leads(uri: str, database: str) -> int:
         client.close()
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of process ``pid`` so far (Linux /proc); None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError, AttributeError):
-        return None
-
-
-def machine_busy_seconds() -> float | None:
-    """CPU seconds the whole machine spent busy so far, every process counted (/proc/stat)."""
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-        return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
-    except (OSError, IndexError, ValueError, AttributeError):
-        return None
-
-
 class Others:
     """How many cores processes other than the example and this script kept busy between two marks:
     a noisy neighbour shows up here, not as growth."""
@@ -227,7 +204,7 @@ class Others:
         self.example_pid = example_pid
 
     def mark(self) -> tuple[float, float | None, float | None, float]:
-        return time.monotonic(), machine_busy_seconds(), cpu_seconds(self.example_pid), time.process_time()
+        return time.monotonic(), machine_busy_seconds(), cpu_seconds([self.example_pid]), time.process_time()
 
     @staticmethod
     def cores(a: tuple[float, float | None, float | None, float],

@@ -42,7 +42,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -54,78 +53,21 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from processes import (
+    HOST,
+    child_env,
+    children,
+    cpu_seconds,
+    free_port,
+    machine_busy_seconds,
+    secantus_process,
+    stop,
+    wait_for_port,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
 MAX_REQUESTS = 1_000_000
 MAX_DURATION = 3600.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_for_port(port: int, process: subprocess.Popen[Any], timeout: float, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection((HOST, port), timeout=1).close()
-            return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                text = log.read_text(errors="replace")[-4000:] if log.exists() else ""
-                raise RuntimeError(f"nothing listens on {HOST}:{port} (exit code {process.poll()}):\n{text}") from None
-            time.sleep(0.05)
-
-
-def stop(process: subprocess.Popen[Any], sig: int, timeout: float = 60.0) -> int:
-    """Stop a process we started, by its own pid: ``sig`` first, SIGKILL after ``timeout``."""
-    if process.poll() is None:
-        process.send_signal(sig)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
-
-
-def cpu_seconds(pids: list[int]) -> float | None:
-    """User + system CPU seconds of these processes so far (Linux /proc); None elsewhere."""
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            return None
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / tick
-
-
-def machine_busy_seconds() -> float | None:
-    """CPU seconds the whole machine spent busy so far, every process counted (/proc/stat)."""
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
-
-
-def children(pid: int) -> list[int]:
-    """The direct children of ``pid`` (gunicorn's workers), from /proc; [] elsewhere."""
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except (OSError, ValueError):
-        return []
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    # SECANTUS_TEST_FAST_STORAGE would turn the journal off: measure a durable server.
-    env = {k: v for k, v in os.environ.items() if k not in ("SECANTUS_TEST_FAST_STORAGE", "PINGTREE_DB")}
-    return {**env, **extra, "PYTHONUNBUFFERED": "1"}
 
 
 @contextmanager
@@ -135,18 +77,8 @@ def database_server(tmp: Path) -> Iterator[tuple[str, str, int | None]]:
     if uri:
         yield uri, "MONGODB_URI", None
         return
-    port = free_port()
-    log = tmp / "secantus.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "secantus", "--standalone", "--host", HOST, "--port", str(port),
-             "--storage-path", str(tmp / "secantus-data"), "--log-level", "WARNING"],
-            env=child_env(), stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port, process, 60, log)
-        yield f"mongodb://{HOST}:{port}/", f"SecantusDB standalone, own process (pid {process.pid})", process.pid
-    finally:
-        stop(process, signal.SIGINT)
+    with secantus_process(tmp) as server:
+        yield server
 
 
 def provision(uri: str, name: str) -> tuple[str, str]:

@@ -112,7 +112,7 @@ LAYOUTS: dict[str, tuple[Callable[[int], Doc], list[Index]]] = {
 
 
 def measure(requests: int) -> dict[str, Any]:
-    with open_database() as (db, backend):
+    with open_database() as (db, backend, _server_pid):
         timings: dict[str, list[int]] = {name: [] for name in [*LAYOUTS, "library_duplicate"]}
         for name, (make, indexes) in LAYOUTS.items():
             for keys, options in indexes:

@@ -212,3 +212,18 @@ def example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     monkeypatch.delenv("MONGODB_URI", raising=False)
     monkeypatch.delenv("PINGTREE_DB", raising=False)
     return module
+
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load_benchmark(name: str, module_name: str | None = None) -> ModuleType:
+    """``benchmarks/<name>.py`` loaded as a module, with its folder on ``sys.path`` as when run
+    as a script (the scripts share ``benchmarks/processes.py``)."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.append(str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(module_name or name, BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

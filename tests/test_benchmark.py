@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
+import os
 from types import ModuleType
 from typing import Any
 
@@ -16,25 +15,26 @@ from pingtree_leads.repository import LEAD_INDEXES
 from pingtree_leads.settings import Settings
 from pingtree_leads.sources import SourceConfig
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+from .conftest import load_benchmark as load_script
 
 
 def load_benchmark(name: str = "bench_create_lead") -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(name)
 
 
-@pytest.mark.parametrize("fill", ["single", "bulk"])
-def test_small_run_reports_every_path_size_ratio_and_target(fill: str, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("fill", "server"), [("single", "process"), ("bulk", "in-process")])
+def test_small_run_reports_every_path_size_ratio_and_target(fill: str, server: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
     bench = load_benchmark()
     # Every request's status and lead_status is checked inside the script (it raises otherwise).
-    assert bench.main(["--sizes", "60,120", "--requests", "100", "--fill", fill, "--json"]) == 0
+    assert bench.main(["--sizes", "60,120", "--requests", "100", "--fill", fill, "--server", server, "--json"]) == 0
     out, err = capsys.readouterr()
     result: dict[str, Any] = json.loads(out)
-    assert result["fill"] == fill
+    assert result["fill"] == fill and result["server"] == server
+    if not os.environ.get("MONGODB_URI"):
+        assert ("own process" in result["backend"]) == (server == "process")
+        # The server's own memory is reported when it runs apart (and only then).
+        assert all((entry["server_rss_mb"] is not None) == (server == "process") for entry in result["sizes"])
     assert [entry["size"] for entry in result["sizes"]] == [60, 120]
     assert [entry["fill"]["leads_added"] for entry in result["sizes"]] == [60, 60]
     assert all(entry["fill"]["mode"] == fill for entry in result["sizes"])
@@ -69,7 +69,7 @@ def test_median_of_rounds_is_the_throughput() -> None:
 def test_stored_counts_stay_at_the_size(fill: str) -> None:
     """What a round stores is deleted after it, so every size is measured at its own count."""
     bench = load_benchmark()
-    with bench.open_database() as (db, _backend):
+    with bench.open_database() as (db, _backend, _pid):
         runner = bench.Bench(db)
         assert runner.fill(150, fill) == 150
         runner.rounds(120)
@@ -89,7 +89,7 @@ def _index_shapes(info: dict[str, Any], names: Any) -> dict[str, Any]:
 def test_floor_rules_has_the_library_indexes_and_index_fields() -> None:
     """floor_rules pays for exactly the library's unique rules, with the library's values in them."""
     bench = load_benchmark()
-    with bench.open_database() as (db, _backend):
+    with bench.open_database() as (db, _backend, _pid):
         runner = bench.Bench(db)
         runner.fill(40, "single")
         runner.rounds(20)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import assert_envelope
+from .conftest import assert_envelope, load_benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "app.py"
@@ -54,11 +54,7 @@ def test_the_embedded_server_is_standalone_and_durable(example: ModuleType, monk
 
 
 def load_script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"pingtree_serving_{name}", BENCHMARKS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark(name, f"pingtree_serving_{name}")
 
 
 def test_accepted_leads_survive_a_killed_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
