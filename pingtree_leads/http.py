@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
+from typing import IO, Any
 from urllib.parse import parse_qsl
 
 from flask import Request
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.formparser import FormDataParser
-from werkzeug.wsgi import get_input_stream
+from werkzeug.wsgi import get_content_length, get_input_stream
 
 from .errors import ApiError, body_error
 
@@ -31,11 +31,15 @@ def read_body(request: Request, limit: int) -> bytes:
     host_limit = request.max_content_length  # the host app's MAX_CONTENT_LENGTH, if any
     if host_limit is not None:
         limit = min(limit, host_limit)
-    length = request.content_length
+    environ = request.environ
+    length = get_content_length(environ)  # request.content_length, without the header lookups
     if length is not None and length > limit:
         raise ApiError(413)
+    if length is not None and "wsgi.input_terminated" not in environ:
+        # What werkzeug's LimitedStream does for a Content-Length, without its layers.
+        return _read_exactly(environ["wsgi.input"], length)
     # Not request.stream: with MAX_CONTENT_LENGTH set, it silently cuts a chunked body.
-    stream = get_input_stream(request.environ, max_content_length=None)
+    stream = get_input_stream(environ, max_content_length=None)
     chunks = []
     remaining = limit + 1
     try:
@@ -54,12 +58,33 @@ def read_body(request: Request, limit: int) -> bytes:
     return body
 
 
+def _read_exactly(stream: IO[bytes], length: int) -> bytes:
+    """``length`` bytes of ``stream``; a body that ends early is the client's fault (400)."""
+    chunks = []
+    remaining = length
+    try:
+        while remaining > 0:
+            chunk = stream.read(remaining)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+    except (OSError, ValueError):
+        remaining = -1
+    if remaining:
+        raise body_error("Body could not be read (malformed or incomplete transfer).")
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 def check_content_encoding(request: Request) -> None:
     """415 for a compressed body: it is not decoded (so no decompression bomb can get past the size limit).
 
     Checks ``Content-Encoding`` and the codings of ``Transfer-Encoding`` other than
     ``chunked`` (which the WSGI server has already decoded).
     """
+    environ = request.environ
+    if not environ.get("HTTP_CONTENT_ENCODING") and not environ.get("HTTP_TRANSFER_ENCODING"):
+        return  # the usual request: neither header
     for header, plain in (("Content-Encoding", {"identity"}), ("Transfer-Encoding", {"identity", "chunked"})):
         codings = [c.strip().lower() for c in request.headers.get(header, "").split(",") if c.strip()]
         unsupported = [c for c in codings if c not in plain]

@@ -24,7 +24,18 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from pingtree_leads import create_blueprint, create_source
-from pingtree_leads.schemas import EXTRA_NAME, LEAD_FIELDS, US_STATES, LeadSchema, ValidLead, normalize_input
+from pingtree_leads.schemas import (
+    _ASCII_CITY,
+    EXTRA_NAME,
+    LEAD_FIELDS,
+    PLAIN_HTTPS_URL,
+    US_STATES,
+    City,
+    LeadSchema,
+    ValidLead,
+    is_https_url,
+    normalize_input,
+)
 from pingtree_leads.settings import Settings
 
 from .conftest import Poster, assert_envelope
@@ -86,6 +97,33 @@ def test_load_lead_gives_what_marshmallow_load_gives(data: dict[str, Any], requi
         assert list(fast.items()) == list(generic.items())
     else:
         assert fast == generic
+
+
+# URL-ish text: every character the fast pattern cares about, and some it refuses.
+url_like = st.builds(lambda head, tail: head + tail,
+                     st.sampled_from(["https://", "HTTPS://", "http://", "https:", "https:///", "https://[", ""]),
+                     st.text(string.ascii_letters + string.digits + ".-:/?#@[]% \t\u00a0\u3002é", max_size=30))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(value=url_like)
+def test_plain_https_url_shortcut_never_accepts_what_urlsplit_refuses(value: str) -> None:
+    """The TrustedForm URL fast path is only a shortcut: what it matches, the full rule accepts."""
+    if PLAIN_HTTPS_URL.fullmatch(value):
+        assert is_https_url(value), value
+
+
+@pytest.mark.parametrize("value", ["https://cert.trustedform.com/0123abc", "https://a.example:8443/x?y=1#z",
+                                   "https://localhost", "https://a.b./c"])
+def test_plain_https_urls_take_the_shortcut(value: str) -> None:
+    assert PLAIN_HTTPS_URL.fullmatch(value) and is_https_url(value)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(value=st.text(string.ascii_letters + " .'-é0\u0301", max_size=20))
+def test_ascii_city_shortcut_never_accepts_what_a_city_rule_refuses(value: str) -> None:
+    if _ASCII_CITY.fullmatch(value):
+        assert City._plain.fullmatch(value) and City._punctuated.fullmatch(value), value
 
 
 letters = st.text(string.ascii_letters, min_size=1, max_size=12)

@@ -194,6 +194,48 @@ def test_a_broken_transfer_is_a_body_error_not_a_500(poster: Poster, error: Exce
     assert poster.count() == 0
 
 
+class Trickle(io.RawIOBase):
+    """A body that arrives a few bytes per read, then ends (maybe before its Content-Length)."""
+
+    def __init__(self, body: bytes, step: int = 3) -> None:
+        self.body, self.step = body, step
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        part, self.body = self.body[: min(self.step, len(buffer))], self.body[min(self.step, len(buffer)):]
+        buffer[: len(part)] = part
+        return len(part)
+
+
+def _post_raw(poster: Poster, stream: io.RawIOBase, content_length: int) -> tuple[str, dict[str, Any]]:
+    """Straight through WSGI, as a server that sets no wsgi.input_terminated passes a body."""
+    environ = EnvironBuilder(path=poster.url, method="POST", headers={
+        **poster.headers, "Content-Type": "application/json"}).get_environ()
+    environ.update({"wsgi.input": stream, "CONTENT_LENGTH": str(content_length)})
+    environ.pop("wsgi.input_terminated", None)
+    body, status, _ = run_wsgi_app(poster.client.application, environ, buffered=True)
+    return status, json.loads(b"".join(body))
+
+
+@pytest.mark.parametrize("stream", ["short", "broken"])
+def test_a_body_shorter_than_its_content_length_is_a_body_error(poster: Poster, stream: str) -> None:
+    body = json.dumps(lead()).encode()
+    given = Trickle(body[:-5]) if stream == "short" else BrokenStream(OSError("connection reset"))
+    status, answer = _post_raw(poster, given, len(body))
+    assert status.startswith("400")
+    assert answer["data"]["errors"] == {"_body": ["Body could not be read (malformed or incomplete transfer)."]}
+    assert poster.count() == 0
+
+
+def test_a_body_read_in_pieces_is_read_whole(poster: Poster) -> None:
+    body = json.dumps(lead()).encode()
+    status, answer = _post_raw(poster, Trickle(body + b"trailing bytes past the length"), len(body))
+    assert status.startswith("201") and answer["data"]["lead_status"] == "accept"
+    assert poster.count() == 1
+
+
 def test_a_compressed_transfer_encoding_is_415(poster: Poster) -> None:
     body = gzip.compress(json.dumps(lead()).encode())
     response = poster.client.post(
