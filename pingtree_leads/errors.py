@@ -79,9 +79,13 @@ class ApiError(HTTPException):
         self.extra_headers = dict(headers or {})
 
 
+#: One encoder for every answer: ``json.dumps`` with options builds a new one per call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def envelope(code: int, message: str, data: Mapping[str, Any] | None = None) -> Response:
     body = {"status": "success" if 200 <= code < 300 else "error", "message": message, "data": dict(data or {})}
-    return Response(json.dumps(body, separators=(",", ":")), status=code, mimetype="application/json")
+    return Response(_COMPACT.encode(body), status=code, mimetype="application/json")
 
 
 def http_error_response(exc: HTTPException) -> Response:

@@ -22,6 +22,7 @@ from .errors import ApiError, body_error
 JSON_TYPES = ("application/json",)
 FORM_TYPE = "application/x-www-form-urlencoded"
 MULTIPART_TYPE = "multipart/form-data"
+UNREADABLE_BODY = "Body could not be read (malformed or incomplete transfer)."
 #: Content codings of the IANA registry, named back in a 415 (any other text is not echoed).
 KNOWN_CODINGS = frozenset({"gzip", "x-gzip", "deflate", "br", "compress", "x-compress", "zstd", "aes128gcm",
                            "exi", "pack200-gzip", "dcb", "dcz"})
@@ -37,11 +38,21 @@ def read_body(request: Request, limit: int) -> bytes:
         raise ApiError(413)
     if length is not None and "wsgi.input_terminated" not in environ:
         # What werkzeug's LimitedStream does for a Content-Length, without its layers.
-        return _read_exactly(environ["wsgi.input"], length)
+        body = _read(environ["wsgi.input"], length)
+        if len(body) < length:  # the client went away mid-body
+            raise body_error(UNREADABLE_BODY)
+        return body
     # Not request.stream: with MAX_CONTENT_LENGTH set, it silently cuts a chunked body.
-    stream = get_input_stream(environ, max_content_length=None)
+    body = _read(get_input_stream(environ, max_content_length=None), limit + 1)
+    if len(body) > limit:
+        raise ApiError(413)
+    return body
+
+
+def _read(stream: IO[bytes], size: int) -> bytes:
+    """Up to ``size`` bytes of ``stream`` (fewer only if it ends first)."""
     chunks = []
-    remaining = limit + 1
+    remaining = size
     try:
         while remaining > 0:
             chunk = stream.read(remaining)
@@ -51,28 +62,7 @@ def read_body(request: Request, limit: int) -> bytes:
             remaining -= len(chunk)
     except (OSError, ValueError, ClientDisconnected):
         # A malformed chunked encoding, or a client gone mid-body: the body's fault, not ours.
-        raise body_error("Body could not be read (malformed or incomplete transfer).") from None
-    body = b"".join(chunks)
-    if len(body) > limit:
-        raise ApiError(413)
-    return body
-
-
-def _read_exactly(stream: IO[bytes], length: int) -> bytes:
-    """``length`` bytes of ``stream``; a body that ends early is the client's fault (400)."""
-    chunks = []
-    remaining = length
-    try:
-        while remaining > 0:
-            chunk = stream.read(remaining)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
-    except (OSError, ValueError):
-        remaining = -1
-    if remaining:
-        raise body_error("Body could not be read (malformed or incomplete transfer).")
+        raise body_error(UNREADABLE_BODY) from None
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
@@ -176,6 +166,10 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+#: What ``json.loads(text, object_pairs_hook=..., parse_constant=...)`` builds on every call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant)
+
+
 def parse_json(body: bytes) -> dict[str, Any]:
     try:
         text = body.decode("utf-8")
@@ -184,7 +178,7 @@ def parse_json(body: bytes) -> dict[str, Any]:
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
-        value = json.loads(text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant)
+        value = _DECODER.decode(text)
     except RecursionError:
         raise body_error("JSON is nested too deeply.") from None
     except ValueError as exc:

@@ -146,10 +146,15 @@ def lead_claims(source: SourceConfig, transaction_id: str, lead: ValidLead) -> d
     return {TRANSACTION_RULE: transaction_claim(transaction_id), **dict(sorted(claims.items(), key=lambda i: i[1]))}
 
 
+#: ``json.dumps(..., sort_keys=True, separators=(",", ":"))``, built once (stored fingerprints
+#: depend on these exact bytes).
+_FINGERPRINT_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def fingerprint(lead: ValidLead) -> str:
     """What a replay must match: the lead as stored, after normalisation."""
     content = {"fields": lead.fields, "trusted_form": lead.trusted_form, "extra": lead.extra}
-    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(_FINGERPRINT_JSON.encode(content).encode()).hexdigest()
 
 
 class LeadRepository:

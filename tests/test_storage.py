@@ -15,7 +15,8 @@ from bson import ObjectId
 from pymongo import monitoring
 
 from pingtree_leads import create_source, ensure_indexes, get_runtime
-from pingtree_leads.repository import LEAD_INDEXES
+from pingtree_leads.repository import LEAD_INDEXES, fingerprint
+from pingtree_leads.schemas import ValidLead
 
 from .conftest import REAL_BACKENDS, Poster, assert_envelope, lead, make_app
 
@@ -390,3 +391,12 @@ def test_migrated_leads_hold_their_consumers_against_pings_too(database: Any, cl
     answer = client.post(f"/api/lead/ping/{src.id}", json={"email": "old@example.com", "hold_seconds": 30},
                          headers={"Authorization": f"Bearer {src.api_key}"})
     assert assert_envelope(answer, 200)["lead_status"] == "duplicate"
+
+
+def test_the_replay_fingerprint_is_stable_across_versions() -> None:
+    """Leads stored by earlier versions must still match their replays: the fingerprint's bytes
+    are fixed (sorted keys, compact separators, ASCII escapes), whatever builds them."""
+    stored = ValidLead(fields={"email": "zoë@xn--bcher-kva.de", "first_name": "Zoë", "mobile": "5125550123"},
+                       trusted_form={"cert_url": "https://cert.trustedform.com/abc"},
+                       extra={"consent": True, "page-url": "https://x.example/é", "n": 3}, transaction_id="t-1")
+    assert fingerprint(stored) == "2bcac54e7abd5a0e79f4254d214b15fc5f797ac5678be9b7d8a9f868ea49ff1a"
