@@ -73,7 +73,7 @@ from typing import Any
 from bson import ObjectId
 from flask import Flask, Response, request
 from flask.testing import FlaskClient
-from processes import rss_mb, secantus_process
+from processes import pinned, rss_mb, secantus_process, split_cpus
 from pymongo import ASCENDING, MongoClient
 from pymongo.collection import Collection
 from pymongo.database import Database
@@ -190,11 +190,13 @@ class RulesFloor:
 
 
 @contextmanager
-def open_database(server: str = "process") -> Iterator[tuple[Database[Doc], str, int | None]]:
+def open_database(server: str = "process", pin: bool = False) -> Iterator[tuple[Database[Doc], str, int | None]]:
     """A fresh database on ``MONGODB_URI``, or on SecantusDB started here: (db, what, server pid or None).
 
     ``server="process"`` (default): SecantusDB standalone in a process of its own, as any
     production database is; ``"in-process"``: in this process, sharing its interpreter.
+    ``pin`` (own process only, with 2 or more CPUs): the server on the last CPU, this
+    process on the others, while the database is open.
     """
     if server not in SERVER_MODES:
         raise ValueError(f"server {server!r}: expected one of {SERVER_MODES}")
@@ -210,10 +212,13 @@ def open_database(server: str = "process") -> Iterator[tuple[Database[Doc], str,
         return
     with tempfile.TemporaryDirectory(prefix="ptl-bench-") as path:
         if server == "process":
-            with secantus_process(Path(path)) as (server_uri, what, pid):
+            cpus = split_cpus() if pin else None
+            with pinned(cpus[0] if cpus else None), \
+                    secantus_process(Path(path), cpus[1] if cpus else None) as (server_uri, what, pid):
                 client = MongoClient(server_uri, serverSelectionTimeoutMS=5000)
                 with client:
-                    yield client[name], what, pid
+                    yield client[name], what + (f", this process on CPU {','.join(map(str, sorted(cpus[0])))}"
+                                                if cpus else ""), pid
             return
         from secantus import SecantusDBServer  # GPL-2.0: test-only dependency (the `test` extra)
 
@@ -391,8 +396,8 @@ def peak_rss_mb() -> float:
 
 
 def measure(sizes: list[int], per_path: int, warmup: int, fill: str, log: Callable[[str], None],
-            server: str = "process") -> dict[str, Any]:
-    with open_database(server) as (db, backend, server_pid):
+            server: str = "process", pin: bool = False) -> dict[str, Any]:
+    with open_database(server, pin) as (db, backend, server_pid):
         bench = Bench(db)
         sizes_out: list[dict[str, Any]] = []
         for size in sizes:
@@ -425,9 +430,9 @@ def measure(sizes: list[int], per_path: int, warmup: int, fill: str, log: Callab
         rules = bench.rules.describe()
     first, last = sizes_out[0], sizes_out[-1]
     growth = {path: last["paths"][path]["p50_us"] / first["paths"][path]["p50_us"] for path in PATHS}
-    return {"backend": backend, "server": server, "fill": fill, "requests_per_path": per_path, "round": ROUND,
-            "floor_rules": rules, "sizes": sizes_out, "p50_growth": growth,
-            "rss_growth_mb": last["peak_rss_mb"] - first["peak_rss_mb"]}
+    return {"backend": backend, "server": server, "pinned": "on CPU" in backend, "fill": fill,
+            "requests_per_path": per_path, "round": ROUND, "floor_rules": rules, "sizes": sizes_out,
+            "p50_growth": growth, "rss_growth_mb": last["peak_rss_mb"] - first["peak_rss_mb"]}
 
 
 def checks(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -498,6 +503,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="fill the collections with one insert per lead (default) or in bulk")
     parser.add_argument("--server", choices=SERVER_MODES, default="process",
                         help="SecantusDB in a process of its own (default) or in this one; ignored with MONGODB_URI")
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
+                        help="with --server process: the server on its own CPU, this process on the others "
+                             "(default on; needs 2+ CPUs)")
     parser.add_argument("--quick", action="store_true", help="small run: sizes 500,2000 and 300 requests")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target fails")
@@ -512,7 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    result = measure(sizes, per_path, warmup=min(per_path, 2 * ROUND), fill=args.fill, log=log, server=args.server)
+    result = measure(sizes, per_path, warmup=min(per_path, 2 * ROUND), fill=args.fill, log=log, server=args.server,
+                     pin=args.pin)
     result["checks"] = checks(result)
     print(table(result), file=out)
     for check in result["checks"]:

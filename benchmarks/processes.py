@@ -98,19 +98,46 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+def split_cpus() -> tuple[set[int], set[int]] | None:
+    """(this process's CPUs, the database server's CPU): the last CPU this process may use for
+    the server, the others for this process; None with fewer than 2 CPUs or no affinity API."""
+    if not hasattr(os, "sched_getaffinity") or not hasattr(os, "sched_setaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        return None
+    return set(allowed[:-1]), {allowed[-1]}
+
+
 @contextmanager
-def secantus_process(tmp: Path) -> Iterator[tuple[str, str, int]]:
+def pinned(cpus: set[int] | None) -> Iterator[None]:
+    """This process on ``cpus`` (nothing changes for None); its affinity restored at the end."""
+    if cpus is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+@contextmanager
+def secantus_process(tmp: Path, cpus: set[int] | None = None) -> Iterator[tuple[str, str, int]]:
     """(uri, what, pid): SecantusDB standalone (no oplog), durable, in its own process on a free
-    port, its data in ``tmp``; stopped (SIGINT) at the end."""
+    port, its data in ``tmp``, on ``cpus`` if given; stopped (SIGINT) at the end."""
     port = free_port()
     log = tmp / "secantus.log"
+    on_cpus = None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
     with open(log, "w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "secantus", "--standalone", "--host", HOST, "--port", str(port),
              "--storage-path", str(tmp / "secantus-data"), "--log-level", "WARNING"],
-            env=child_env(), stdout=out, stderr=subprocess.STDOUT)
+            env=child_env(), stdout=out, stderr=subprocess.STDOUT, preexec_fn=on_cpus)
+    where = "" if cpus is None else f", on CPU {','.join(map(str, sorted(cpus)))}"
     try:
         wait_for_port(port, process, 60, log)
-        yield f"mongodb://{HOST}:{port}/", f"SecantusDB standalone, own process (pid {process.pid})", process.pid
+        yield f"mongodb://{HOST}:{port}/", f"SecantusDB standalone, own process (pid {process.pid}{where})", process.pid
     finally:
         stop(process, signal.SIGINT)
