@@ -26,13 +26,18 @@ def load_benchmark(name: str = "bench_create_lead") -> ModuleType:
 def test_small_run_reports_every_path_size_ratio_and_target(fill: str, server: str,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     bench = load_benchmark()
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     # Every request's status and lead_status is checked inside the script (it raises otherwise).
     assert bench.main(["--sizes", "60,120", "--requests", "100", "--fill", fill, "--server", server, "--json"]) == 0
     out, err = capsys.readouterr()
     result: dict[str, Any] = json.loads(out)
     assert result["fill"] == fill and result["server"] == server
+    if affinity is not None:  # pinning (the default) is undone when the run ends
+        assert os.sched_getaffinity(0) == affinity
     if not os.environ.get("MONGODB_URI"):
         assert ("own process" in result["backend"]) == (server == "process")
+        can_pin = affinity is not None and len(affinity) >= 2
+        assert result["pinned"] == (server == "process" and can_pin)
         # The server's own memory is reported when it runs apart (and only then).
         assert all((entry["server_rss_mb"] is not None) == (server == "process") for entry in result["sizes"])
     assert [entry["size"] for entry in result["sizes"]] == [60, 120]
