@@ -4,10 +4,15 @@ Command (from the repository root, with the ``test`` extra installed)::
 
     python benchmarks/bench_create_lead.py [--quick] [--json] [--check] [--fill single|bulk]
                                            [--sizes 1000,10000,100000] [--requests N]
+                                           [--server process|in-process] [--pin|--no-pin]
 
-One process, one database server (SecantusDB started in-process, standalone, on a
-temporary directory; or the server at ``MONGODB_URI``), one Flask app, one test client.
-Measured through that client, so the HTTP/Flask overhead is the same for every path:
+One database server: SecantusDB, standalone, on a temporary directory, by default in a
+process of its own (``--server in-process``: inside this one, sharing its interpreter),
+pinned to the last CPU while this process runs on the others (``--no-pin``: both free
+to move; the scheduler then keeps moving them between CPUs and the app's Python runs
+cache-cold after each round trip), or the server at ``MONGODB_URI``.  One Flask app,
+one test client.  Measured through that client, so the HTTP/Flask overhead is the same
+for every path:
 
 * ``floor_rules`` (the headline comparison): ``POST /floor-rules``, a bare route of the
   same app that parses the JSON body, does one ``insert_one`` into a collection with
@@ -34,8 +39,9 @@ round inserts is deleted after it, so the count stays within one round of the si
 Paths alternate in rounds of 100 requests, the order rotating, so machine noise hits
 all alike.  Per path and size: p50/p99 µs per request, req/s as the median over the
 rounds of each round's throughput (requests / time), the ratios of those medians,
-the p50 growth from the first to the last size, peak RSS (``ru_maxrss``, the
-in-process server included) and the RSS the measured request loop adds.
+the p50 growth from the first to the last size, peak RSS (``ru_maxrss``, an
+in-process server included), the RSS the measured request loop adds, and the server's
+own RSS when it runs apart.
 
 Targets (PASS/FAIL lines; in ``--json`` under ``checks``), at every size:
 

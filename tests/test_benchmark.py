@@ -140,3 +140,14 @@ def test_load_lead_comparison_small_run(capsys: pytest.CaptureFixture[str]) -> N
     medians = load_benchmark("bench_load_lead").main(["--rounds", "2", "--number", "5"])
     assert set(medians) == {"load_lead", "Schema.load"} and all(v > 0 for v in medians.values())
     assert "load_lead / Schema.load" in capsys.readouterr().out
+
+
+def test_python_cost_small_run(capsys: pytest.CaptureFixture[str]) -> None:
+    from pymongo.collection import Collection
+
+    real = Collection.insert_one
+    result = load_benchmark("bench_python_cost").measure(rounds=2, requests=5)
+    assert Collection.insert_one is real  # the stub is undone
+    assert set(result) == {"floor_rules_us", "accept_us", "reject_us", "library_us"}
+    assert all(value > 0 for key, value in result.items() if key != "library_us")
+    assert math.isclose(result["library_us"], result["accept_us"] - result["floor_rules_us"])
