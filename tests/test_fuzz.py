@@ -180,7 +180,9 @@ def test_schemathesis_zero_server_errors_and_conforming_answers(database: Any, m
     operation = schema["/api/lead/create/{db_source_id}"][method]
     statuses: set[int] = set()
 
-    @settings(max_examples=examples(database, 150, 40), suppress_health_check=list(HealthCheck), deadline=None)
+    # Positive GETs are accepted about one time in six (the schema cannot say "a real date
+    # in the past"), so 40 cases found no 201 now and then: 80 make that vanishingly rare.
+    @settings(max_examples=examples(database, 150, 80), suppress_health_check=list(HealthCheck), deadline=None)
     @given(case=operation.as_strategy(mode))
     def check(case: Any) -> None:
         case.path_parameters = {"db_source_id": src.id}
