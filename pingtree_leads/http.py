@@ -13,7 +13,6 @@ from urllib.parse import parse_qsl
 
 from flask import Request
 from werkzeug.datastructures import MultiDict
-from werkzeug.exceptions import ClientDisconnected
 from werkzeug.formparser import FormDataParser
 from werkzeug.wsgi import get_content_length, get_input_stream
 
@@ -36,13 +35,16 @@ def read_body(request: Request, limit: int) -> bytes:
     length = get_content_length(environ)  # request.content_length, without the header lookups
     if length is not None and length > limit:
         raise ApiError(413)
-    if length is not None and "wsgi.input_terminated" not in environ:
-        # What werkzeug's LimitedStream does for a Content-Length, without its layers.
+    if length is not None:
+        # Exactly Content-Length bytes, whoever ends the stream: a server that terminates it
+        # itself (gunicorn sets wsgi.input_terminated) ends it early, without an error, when
+        # the client goes away mid-body, and such a cut body must not be stored.
         body = _read(environ["wsgi.input"], length)
-        if len(body) < length:  # the client went away mid-body
+        if len(body) < length:
             raise body_error(UNREADABLE_BODY)
         return body
-    # Not request.stream: with MAX_CONTENT_LENGTH set, it silently cuts a chunked body.
+    # A chunked body (or none). Not request.stream: with MAX_CONTENT_LENGTH set, it silently
+    # cuts a chunked body.
     body = _read(get_input_stream(environ, max_content_length=None), limit + 1)
     if len(body) > limit:
         raise ApiError(413)
@@ -60,8 +62,10 @@ def _read(stream: IO[bytes], size: int) -> bytes:
                 break
             chunks.append(chunk)
             remaining -= len(chunk)
-    except (OSError, ValueError, ClientDisconnected):
-        # A malformed chunked encoding, or a client gone mid-body: the body's fault, not ours.
+    except Exception:
+        # A malformed chunked encoding or a client gone mid-body, in whatever class the WSGI
+        # server raises it (OSError, ValueError, werkzeug's ClientDisconnected, gunicorn's
+        # ParseException family...): the body's fault, not ours.
         raise body_error(UNREADABLE_BODY) from None
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 

@@ -209,29 +209,57 @@ class Trickle(io.RawIOBase):
         return len(part)
 
 
-def _post_raw(poster: Poster, stream: io.RawIOBase, content_length: int) -> tuple[str, dict[str, Any]]:
-    """Straight through WSGI, as a server that sets no wsgi.input_terminated passes a body."""
-    environ = EnvironBuilder(path=poster.url, method="POST", headers={
-        **poster.headers, "Content-Type": "application/json"}).get_environ()
-    environ.update({"wsgi.input": stream, "CONTENT_LENGTH": str(content_length)})
+class ChunkParseError(Exception):
+    """What gunicorn raises from a request body's read for a malformed chunk (its ParseException
+    family derives from Exception, not from OSError or ValueError)."""
+
+
+def _post_raw(poster: Poster, stream: io.RawIOBase, content_length: int | None,
+              terminated: bool) -> tuple[str, dict[str, Any]]:
+    """Straight through WSGI. ``terminated``: as gunicorn passes a body (it sets
+    wsgi.input_terminated and ends the stream itself, early if the client went away);
+    otherwise as werkzeug's dev server passes a Content-Length body."""
+    headers = {**poster.headers, "Content-Type": "application/json"}
+    if content_length is None:
+        headers["Transfer-Encoding"] = "chunked"
+    environ = EnvironBuilder(path=poster.url, method="POST", headers=headers).get_environ()
+    environ["wsgi.input"] = stream
+    environ.pop("CONTENT_LENGTH", None)
+    if content_length is not None:
+        environ["CONTENT_LENGTH"] = str(content_length)
     environ.pop("wsgi.input_terminated", None)
+    if terminated:
+        environ["wsgi.input_terminated"] = True
     body, status, _ = run_wsgi_app(poster.client.application, environ, buffered=True)
     return status, json.loads(b"".join(body))
 
 
-@pytest.mark.parametrize("stream", ["short", "broken"])
-def test_a_body_shorter_than_its_content_length_is_a_body_error(poster: Poster, stream: str) -> None:
+@pytest.mark.parametrize("terminated", [False, True], ids=["dev-server", "gunicorn"])
+@pytest.mark.parametrize("stream", ["short", "broken", "server-error"])
+def test_a_body_shorter_than_its_content_length_is_a_body_error(poster: Poster, stream: str,
+                                                                 terminated: bool) -> None:
+    # Found over real HTTP: gunicorn ended a short body without an error and it was stored (201).
     body = json.dumps(lead()).encode()
-    given = Trickle(body[:-5]) if stream == "short" else BrokenStream(OSError("connection reset"))
-    status, answer = _post_raw(poster, given, len(body))
+    given = {"short": lambda: Trickle(body[:-5]), "broken": lambda: BrokenStream(OSError("connection reset")),
+             "server-error": lambda: BrokenStream(ChunkParseError("Invalid chunk size"))}[stream]()
+    status, answer = _post_raw(poster, given, len(body), terminated)
     assert status.startswith("400")
     assert answer["data"]["errors"] == {"_body": ["Body could not be read (malformed or incomplete transfer)."]}
     assert poster.count() == 0
 
 
-def test_a_body_read_in_pieces_is_read_whole(poster: Poster) -> None:
+def test_a_malformed_chunk_the_server_raises_on_is_a_body_error_not_a_500(poster: Poster) -> None:
+    # Found over real HTTP: gunicorn's InvalidChunkSize (an Exception) came out as a 500.
+    status, answer = _post_raw(poster, BrokenStream(ChunkParseError("Invalid chunk size")), None, terminated=True)
+    assert status.startswith("400")
+    assert answer["data"]["errors"] == {"_body": ["Body could not be read (malformed or incomplete transfer)."]}
+    assert poster.count() == 0
+
+
+@pytest.mark.parametrize("terminated", [False, True], ids=["dev-server", "gunicorn"])
+def test_a_body_read_in_pieces_is_read_whole(poster: Poster, terminated: bool) -> None:
     body = json.dumps(lead()).encode()
-    status, answer = _post_raw(poster, Trickle(body + b"trailing bytes past the length"), len(body))
+    status, answer = _post_raw(poster, Trickle(body + b"trailing bytes past the length"), len(body), terminated)
     assert status.startswith("201") and answer["data"]["lead_status"] == "accept"
     assert poster.count() == 1
 
