@@ -234,11 +234,9 @@ def test_fetch_examples_are_real_answers(database: Any) -> None:
 def test_schemathesis_finds_fetch_answers_conforming(database: Any) -> None:
     """schemathesis against the fetch operation as documented (the create operations: test_fuzz.py)."""
     import schemathesis
-    from hypothesis import HealthCheck, given
-    from hypothesis import settings as hypothesis_settings
     from schemathesis import GenerationMode
 
-    from .test_fuzz import CHECKS, examples
+    from .test_fuzz import CHECKS, examples, fuzz_statuses
 
     app = make_app(database, allow_fetch=True)
     source = create_source(database, "Fuzzed fetch")
@@ -246,20 +244,8 @@ def test_schemathesis_finds_fetch_answers_conforming(database: Any) -> None:
     stored = assert_envelope(poster.post(FETCH_EXAMPLE_POST), 201)
     operation = schemathesis.openapi.from_wsgi("/api/lead/openapi.json", app)[FETCH_PATH]["GET"]
     auth = {"Authorization": f"Bearer {source.api_key}"}
-    statuses: set[int] = set()
-
-    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-        @hypothesis_settings(max_examples=examples(database, 60, 20), suppress_health_check=list(HealthCheck),
-                             deadline=None)
-        @given(case=operation.as_strategy(mode))
-        def check(case: Any) -> None:
-            case.path_parameters = {"db_source_id": source.id}
-            case.headers = {**(case.headers or {}), **auth}
-            response = case.call()
-            statuses.add(response.status_code)
-            case.validate_response(response, checks=CHECKS)
-
-        check()
+    statuses = set().union(*(fuzz_statuses(operation, source, mode, examples(database, 60, 20))
+                             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)))
     # 200: schemathesis also sends the parameters' examples, and tx-1001 is the stored lead's id.
     assert statuses <= {200, 400, 404}, statuses
     # The stored lead, by either key, is a conforming 200.
@@ -407,11 +393,9 @@ def test_ping_examples_are_real_answers(database: Any) -> None:
 def test_schemathesis_finds_ping_answers_conforming(database: Any) -> None:
     """schemathesis against the pre-ping operation as documented."""
     import schemathesis
-    from hypothesis import HealthCheck, given
-    from hypothesis import settings as hypothesis_settings
     from schemathesis import GenerationMode
 
-    from .test_fuzz import CHECKS, examples
+    from .test_fuzz import CHECKS, examples, fuzz_statuses
 
     app = make_app(database)
     source = create_source(database, "Fuzzed ping")
@@ -419,25 +403,8 @@ def test_schemathesis_finds_ping_answers_conforming(database: Any) -> None:
     assert_envelope(poster.post({**REQUEST_EXAMPLE, "mobile": "2125550123"}), 201)  # something to meet
     operation = schemathesis.openapi.from_wsgi("/api/lead/openapi.json", app)[PING_PATH]["POST"]
     auth = {"Authorization": f"Bearer {source.api_key}"}
-    statuses: dict[GenerationMode, set[int]] = {}
-
-    def fuzz(mode: GenerationMode) -> None:
-        seen = statuses.setdefault(mode, set())
-
-        @hypothesis_settings(max_examples=examples(database, 80, 25), suppress_health_check=list(HealthCheck),
-                             deadline=None)
-        @given(case=operation.as_strategy(mode))
-        def check(case: Any) -> None:
-            case.path_parameters = {"db_source_id": source.id}
-            case.headers = {**(case.headers or {}), **auth}
-            response = case.call()
-            seen.add(response.status_code)
-            case.validate_response(response, checks=CHECKS)
-
-        check()
-
-    fuzz(GenerationMode.POSITIVE)
-    fuzz(GenerationMode.NEGATIVE)
+    statuses = {mode: fuzz_statuses(operation, source, mode, examples(database, 80, 25))
+                for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)}
     assert set().union(*statuses.values()) <= {200, 400, 413, 415}, statuses
     assert 200 in statuses[GenerationMode.POSITIVE]
     # The stored lead's email, plain and hashed, is a conforming duplicate; a held ping a conforming accept.
