@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import os
 import sys
@@ -227,3 +228,12 @@ def load_benchmark(name: str, module_name: str | None = None) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
+    """A CSV file for the import: ``header``, then ``rows``, UTF-8."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path

@@ -15,7 +15,7 @@ from openapi_spec_validator import validate
 
 from pingtree_leads import PingtreeLeads, create_blueprint, create_source
 
-from .conftest import Poster, assert_envelope, lead
+from .conftest import Poster, assert_envelope, lead, write_csv
 
 
 @pytest.fixture
@@ -128,14 +128,6 @@ def test_plain_blueprint_users_get_the_commands_too(database: Any) -> None:
 
 
 # -- import ---------------------------------------------------------------------------------------
-
-def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
-
 
 def summary(result: Any) -> dict[str, int]:
     return {k: int(v) for k, v in (line.split(": ") for line in result.stdout.splitlines() if ": " in line)}

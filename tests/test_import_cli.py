@@ -17,7 +17,7 @@ from pingtree_leads import PingtreeLeads, create_source
 from pingtree_leads.cli import _Progress
 from pingtree_leads.importer import likely_field
 
-from .conftest import FakeClock
+from .conftest import FakeClock, write_csv
 
 
 @pytest.fixture
@@ -29,14 +29,6 @@ def cli_app(database: Any, clock: FakeClock) -> Flask:
 
 def run(app: Flask, *args: str) -> Any:
     return app.test_cli_runner().invoke(args=["pingtree-leads", "import", *args])
-
-
-def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
 
 
 def counts(result: Any) -> dict[str, int]:
