@@ -48,7 +48,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from processes import HOST, cpu_seconds, free_port, machine_busy_seconds
+from processes import HOST, cpu_seconds, free_port, http_lead, machine_busy_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "app.py"
@@ -130,12 +130,8 @@ def running_example() -> Iterator[Example]:
 
 
 def lead_body(n: int) -> bytes:
-    """A new lead for the demo source (required: first_name, email; dedupe on email and mobile)."""
-    return json.dumps({
-        "first_name": "Ada", "last_name": "Lovelace", "email": f"growth{n}@example.com",
-        "mobile": str(2_000_000_000 + n), "city": "New York", "state": "NY", "zip_code": "10001",
-        "transaction_id": f"growth-{n}",
-    }).encode()
+    """A new lead for the demo source."""
+    return http_lead(n, "growth")
 
 
 class Poster:

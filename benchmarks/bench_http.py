@@ -59,6 +59,7 @@ from processes import (
     children,
     cpu_seconds,
     free_port,
+    http_lead,
     machine_busy_seconds,
     secantus_process,
     stop,
@@ -130,11 +131,7 @@ def gunicorn(uri: str, name: str, workers: int, threads: int, log: IO[str]) -> I
 
 
 def lead_body(n: int) -> bytes:
-    return json.dumps({
-        "first_name": "Ada", "last_name": "Lovelace", "email": f"http{n}@example.com",
-        "mobile": str(2_000_000_000 + n), "city": "New York", "state": "NY", "zip_code": "10001",
-        "transaction_id": f"http-{n}",
-    }).encode()
+    return http_lead(n, "http")
 
 
 class Load:

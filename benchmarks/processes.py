@@ -7,6 +7,7 @@ Imported by the scripts beside it (``python benchmarks/<script>.py`` puts this f
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -19,6 +20,16 @@ from pathlib import Path
 from typing import Any
 
 HOST = "127.0.0.1"
+
+
+def http_lead(n: int, tag: str) -> bytes:
+    """Lead ``n`` as posted over HTTP to a source like the example's demo source (required:
+    first_name, email; dedupe on email and mobile): new email, mobile and transaction id."""
+    return json.dumps({
+        "first_name": "Ada", "last_name": "Lovelace", "email": f"{tag}{n}@example.com",
+        "mobile": str(2_000_000_000 + n), "city": "New York", "state": "NY", "zip_code": "10001",
+        "transaction_id": f"{tag}-{n}",
+    }).encode()
 
 
 def free_port() -> int:
