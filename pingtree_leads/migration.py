@@ -19,7 +19,7 @@ from typing import Any
 
 from pymongo.database import Database
 
-from .mongo import acknowledged
+from .mongo import leads_collection as leads_of
 from .repository import OLD_INDEXES, LeadIndexError, LeadRepository, claims_array, dedupe_claim, transaction_claim
 
 
@@ -31,7 +31,7 @@ class MigrationReport:
 
 def migrate_storage(database: Database[Any], leads_collection: str = "leads") -> MigrationReport:
     """Give every lead its ``claims``, drop the 0.1 indexes, create the claims index."""
-    leads = acknowledged(database)[leads_collection]
+    leads = leads_of(database, leads_collection)
     rewritten = 0
     # One update per lead: simple and resumable (a lead with claims is done).  mongomock cannot
     # run pymongo 4.20's bulk UpdateOne, and the suite migrates on mongomock too.

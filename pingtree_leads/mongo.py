@@ -6,8 +6,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from bson import ObjectId
+from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.write_concern import WriteConcern
+
+from .mongomock_support import enforce_multikey_unique
 
 OBJECT_ID_LENGTH = 24  # hex characters
 
@@ -18,6 +21,13 @@ def acknowledged(database: Database[Any]) -> Database[Any]:
     if isinstance(concern, WriteConcern) and not concern.acknowledged:
         return database.with_options(write_concern=WriteConcern(w=1))
     return database
+
+
+def leads_collection(database: Database[Any], name: str) -> Collection[Any]:
+    """The leads collection the library writes to: acknowledged writes, and MongoDB's
+    per-element rule for its unique multikey index also on a plain mongomock database."""
+    collection: Collection[Any] = enforce_multikey_unique(acknowledged(database)[name])
+    return collection
 
 
 def as_utc(moment: datetime) -> datetime:

@@ -41,7 +41,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from .errors import LeadStatus
-from .mongo import acknowledged, as_utc, parse_object_id, stored_cutoff, stored_time
+from .mongo import as_utc, leads_collection, parse_object_id, stored_cutoff, stored_time
 from .schemas import ValidLead, dedupe_text
 from .sources import SourceConfig
 from .transient import ContentionError
@@ -158,8 +158,8 @@ def fingerprint(lead: ValidLead) -> str:
 
 
 class LeadRepository:
-    def __init__(self, database: Database[Any], leads_collection: str) -> None:
-        self.leads: Collection[Any] = acknowledged(database)[leads_collection]
+    def __init__(self, database: Database[Any], collection_name: str) -> None:
+        self.leads: Collection[Any] = leads_collection(database, collection_name)
 
     # -- indexes ---------------------------------------------------------------
 

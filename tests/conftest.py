@@ -27,10 +27,6 @@ from flask.testing import FlaskClient
 
 from pingtree_leads import CreatedSource, create_blueprint, create_source
 
-from . import mongomock_multikey
-
-mongomock_multikey.install()  # mongomock enforces unique indexes per array element, as MongoDB does
-
 BACKENDS = ["mongomock", "secantus"] + (["mongod"] if os.environ.get("MONGODB_URI") else [])
 REAL_BACKENDS = [b for b in BACKENDS if b != "mongomock"]
 
