@@ -35,6 +35,7 @@ __all__ = [
     "find_lead",
     "get_runtime",
     "migrate_storage",
+    "purge_expired_holds",
     "rotate_api_key",
     "set_source_active",
     "signals",
@@ -44,3 +45,9 @@ __all__ = [
 def ensure_indexes(database: Database[Any], leads_collection: str = Settings.leads_collection) -> None:
     """Create the unique indexes the endpoint relies on (idempotent; raises if refused)."""
     LeadRepository(database, leads_collection).ensure_indexes()
+
+
+def purge_expired_holds(database: Database[Any], leads_collection: str = Settings.leads_collection) -> int:
+    """Delete the pre-ping holds that have expired; returns how many.  On a server the TTL index
+    (made by ``ensure_indexes``) does this within a minute; call it where there is none (mongomock)."""
+    return LeadRepository(database, leads_collection).purge_expired_holds(Settings().clock())

@@ -207,6 +207,17 @@ def ensure_indexes_command() -> None:
             "another shape, or leads that already break a unique rule, must be removed first"
         ) from None
     click.echo(f"indexes in place on {runtime().repository.leads.full_name}")
+@click.command("purge-holds")
+@_blueprint_option
+@with_appcontext
+@_friendly_errors
+def purge_holds_command() -> None:
+    """Delete expired pre-ping holds (the TTL index does it on a server; mongomock has none)."""
+    rt = runtime()
+    removed = rt.repository.purge_expired_holds(rt.settings.clock())
+    click.echo(f"expired holds removed: {removed}")
+
+
 @click.command("migrate-storage")
 @_blueprint_option
 @with_appcontext
@@ -297,7 +308,7 @@ def import_command(
                 csv_file, source, rt.repository, rt.settings,
                 schema_for(source.required_fields, rt.settings, source.lenient),
                 mapping=mapping, rejects=reject_file, batch_size=batch_size, progress=bar.update,
-                warn=lambda message: click.echo(f"Warning: {message}", err=True), dry_run=dry_run,
+                warn=bar.warn, dry_run=dry_run,
                 validators=rt.validators, notify=functools.partial(signals.send, sender=app),
             )
     except LeadIndexError:
@@ -337,7 +348,8 @@ def _rejects_file(path: Path | None) -> Iterator[IO[str] | None]:
 
 class _Progress:
     """Rows done/total, rate and ETA on stderr (never stdout): one line redrawn in place
-    on a terminal, otherwise a line every ``every`` seconds; a last line when done."""
+    on a terminal, otherwise a line every ``every`` seconds; a last line when done.  Every
+    line it leaves ends with a newline, also when a warning or an error interrupts it."""
 
     def __init__(self, total: int, label: str, every: float = 10.0) -> None:
         self.total = total
@@ -346,6 +358,7 @@ class _Progress:
         self.started = self.shown = time.monotonic()
         self.tty = sys.stderr.isatty()
         self.every = 0.2 if self.tty else every
+        self.drawn = False  # a line drawn in place, not yet ended
 
     def __enter__(self) -> _Progress:
         return self
@@ -353,8 +366,18 @@ class _Progress:
     def __exit__(self, exc_type: object, *exc: object) -> None:
         if exc_type is None:
             self.show(final=True)
-        elif self.tty and self.done:
-            click.echo(err=True)  # end the line drawn in place before the error
+        else:
+            self.end_line()  # before the error's message
+
+    def end_line(self) -> None:
+        """End a line drawn in place, so what comes next starts on a line of its own."""
+        if self.drawn:
+            click.echo(err=True)
+            self.drawn = False
+
+    def warn(self, message: str) -> None:
+        self.end_line()
+        click.echo(f"Warning: {message}", err=True)
 
     def update(self, rows: int) -> None:
         self.done += rows
@@ -375,6 +398,7 @@ class _Progress:
             line += f", ETA {_duration(max(self.total - self.done, 0) / rate)}"
         if self.tty:
             click.echo(f"\r{line}\x1b[K", err=True, nl=final)
+            self.drawn = not final
         else:
             click.echo(line, err=True)
 
@@ -408,6 +432,6 @@ def _print_summary(
 #: Every command, in the order ``flask pingtree-leads --help`` lists them (added to each blueprint's group).
 COMMANDS: tuple[click.Command, ...] = (
     create_source_command, list_sources, rotate_key, activate, deactivate, ensure_indexes_command,
-    migrate_storage_command,
+    purge_holds_command, migrate_storage_command,
     openapi_command, import_command,
 )

@@ -49,6 +49,7 @@ MESSAGES = {
     409: "transaction_id was already used for a different lead",
     413: "Request body too large",
     415: "Unsupported content type: use application/json, application/x-www-form-urlencoded or multipart/form-data",
+    429: "This database source holds as many pre-ping holds as it may; retry after Retry-After seconds",
     500: "Internal server error",
     503: "Lead storage is temporarily unavailable; retry with the same transaction_id",
 }

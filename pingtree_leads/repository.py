@@ -30,6 +30,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,11 +50,18 @@ from .transient import ContentionError
 
 #: The one unique index every rule of the leads collection lives in.
 CLAIMS_INDEX = "pingtree_claims"
+#: The TTL index that removes expired pre-ping holds (sparse: only holds have the field, so
+#: a lead's insert pays nothing for it; it carries no rule).
+HOLD_EXPIRY_INDEX = "pingtree_hold_expiry"
 #: name -> (keys, options).
 IndexSpec = tuple[list[tuple[str, int]], dict[str, Any]]
 LEAD_INDEXES: dict[str, IndexSpec] = {
     CLAIMS_INDEX: ([("source_id", ASCENDING), ("claims", ASCENDING)], {"unique": True}),
+    HOLD_EXPIRY_INDEX: ([("hold_expires_at", ASCENDING)], {"expireAfterSeconds": 0, "sparse": True}),
 }
+#: The indexes the endpoint cannot work without (checked when ``create_indexes`` is off);
+#: without the TTL index holds still expire, and ``purge-holds`` removes them.
+REQUIRED_INDEXES = (CLAIMS_INDEX,)
 #: The indexes of the layout before claims (pingtree_leads 0.1): not shard-ready.
 OLD_INDEXES = ("pingtree_1_transaction", "pingtree_2_dedupe_email", "pingtree_3_dedupe_mobile")
 TRANSACTION_RULE = "transaction_id"
@@ -66,6 +75,10 @@ HOLD_KIND = "hold"
 HOLD_PREFIX = "~"
 #: Longest hold a ping may ask for, seconds.
 MAX_HOLD_SECONDS = 300
+#: Every hold also holds ``!<its id>``: never shared, and below every other claim (``"`` is
+#: the next character), so one tight range of the claims index finds a source's holds.
+HOLD_MARK = "!"
+_AFTER_HOLD_MARK = '"'
 _LOOKUP_PROJECTION = dict.fromkeys(_LOOKUP_FIELDS, 1)
 # A released claim can be re-taken by a racing request; after this many rounds give up (503).
 MAX_ATTEMPTS = 5
@@ -74,6 +87,21 @@ DUPLICATE_KEY = 11000
 
 class LeadIndexError(PyMongoError):
     """The lead indexes are missing or could not be created."""
+
+
+class TooManyHolds(Exception):
+    """A source already has its most live pre-ping holds; ``retry_at`` is when the first ends."""
+
+    def __init__(self, retry_at: datetime) -> None:
+        super().__init__("too many live holds")
+        self.retry_at = retry_at
+
+
+def unguessable_object_id(now: float | None = None) -> ObjectId:
+    """An ObjectId whose 8 bytes after the timestamp are random: ``ObjectId()`` counts up, so
+    one ping's id would give away the next ones."""
+    seconds = int(time.time() if now is None else now)
+    return ObjectId(seconds.to_bytes(4, "big") + os.urandom(8))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,7 +192,8 @@ class LeadRepository:
     # -- indexes ---------------------------------------------------------------
 
     def ensure_indexes(self) -> None:
-        """Create the unique index (idempotent); raise if the server refuses or the old layout is there."""
+        """Create the unique index and the holds' TTL index (idempotent); raise if the server refuses or the
+        old layout is there."""
         self._refuse_old_layout(self.leads.index_information())
         for name, (keys, options) in LEAD_INDEXES.items():
             self.leads.create_index(keys, name=name, **options)
@@ -174,7 +203,8 @@ class LeadRepository:
         """Raise ``LeadIndexError`` unless the claims index exists with its shape (and no old layout)."""
         info = self.leads.index_information()
         self._refuse_old_layout(info)
-        for name, (keys, options) in LEAD_INDEXES.items():
+        for name in REQUIRED_INDEXES:
+            keys, options = LEAD_INDEXES[name]
             found = info.get(name)
             if (
                 found is None
@@ -395,7 +425,10 @@ class LeadRepository:
 
     # -- pre-ping ----------------------------------------------------------------
 
-    def ping(self, source: SourceConfig, claims: Mapping[str, str], hold_seconds: int, now: datetime) -> PingResult:
+    def ping(
+        self, source: SourceConfig, claims: Mapping[str, str], hold_seconds: int, now: datetime,
+        max_holds: int | None = None,
+    ) -> PingResult:
         """Would a post of the consumer with these dedupe ``claims`` (field -> claim) be a
         duplicate now?  With ``hold_seconds`` > 0 an ``accept`` is held: one insert of a hold
         that every other post of the consumer meets until it expires.
@@ -403,6 +436,8 @@ class LeadRepository:
         Of concurrent held pings for one consumer exactly one is held: the unique index
         decides.  Without a hold, one indexed read per value (its hold twin finds a lead
         or a hold alike).  An empty ``claims`` (a source without dedupe) holds nothing.
+        With ``max_holds``, a held accept that would make the source's live holds more than
+        that is withdrawn (``TooManyHolds``): one more indexed count per held ping.
         """
         twins = {field: hold_twin(claim) for field, claim in sorted(claims.items(), key=lambda i: i[1])}
         if not twins:
@@ -418,9 +453,10 @@ class LeadRepository:
         expires = created + timedelta(seconds=hold_seconds)
         held = sorted(twins.values())
         for _ in range(MAX_ATTEMPTS):
-            hold_id = ObjectId()
+            hold_id = unguessable_object_id(now.timestamp())
             try:
-                self.leads.insert_one({"_id": hold_id, "source_id": source.id, "kind": HOLD_KIND, "claims": held,
+                self.leads.insert_one({"_id": hold_id, "source_id": source.id, "kind": HOLD_KIND,
+                                       "claims": [HOLD_MARK + str(hold_id), *held],
                                        "hold_expires_at": expires, "created_at": created})
             except DuplicateKeyError as exc:
                 violated = _violated(exc.details or {})
@@ -433,13 +469,48 @@ class LeadRepository:
                         return PingResult(LeadStatus.DUPLICATE, (claim_rule(str(twin)),))
                     if found.get("kind") == HOLD_KIND:
                         self._drop_expired_hold(source, found["_id"], now)
-                    else:  # a lead past its window: its twins no longer hold anyone back
-                        shared = sorted(set(found.get("claims") or ()) & set(held))
+                    else:
+                        # A lead past its window: released for good, the claims and their twins,
+                        # as a post releases them (so a later post, ping or test agree on it).
+                        wanted = {*held, *(twin.removeprefix(HOLD_PREFIX) for twin in held)}
+                        shared = sorted(set(found.get("claims") or ()) & wanted)
                         self._release_expired(source, found["_id"], shared, cutoff or created)
                     break
                 continue
+            if max_holds is not None:
+                self._within_hold_limit(source, hold_id, max_holds, created)
             return PingResult(LeadStatus.ACCEPT, ping_id=str(hold_id), hold_expires_at=expires)
         raise ContentionError("holds kept changing under concurrent writes")
+
+    def _live_holds(self, source: SourceConfig, now: datetime) -> dict[str, Any]:
+        """The filter for ``source``'s live holds: one tight range of the claims index."""
+        return {"source_id": source.id, "claims": {"$gte": HOLD_MARK, "$lt": _AFTER_HOLD_MARK},
+                "hold_expires_at": {"$gt": now}}
+
+    def _within_hold_limit(self, source: SourceConfig, hold_id: ObjectId, max_holds: int, now: datetime) -> None:
+        """Counted after the insert, so the limit is exact under races: of holds inserted at once,
+        each one that sees more than ``max_holds`` (itself included) withdraws, so the holds that
+        stand never number more.  Raises ``TooManyHolds`` after withdrawing."""
+        # The hint: with the expiry condition SecantusDB's planner would scan the collection.
+        live = self._live_holds(source, now)
+        if self.leads.count_documents(live, limit=max_holds + 1, hint=CLAIMS_INDEX) <= max_holds:
+            return
+        self.leads.delete_one({"_id": hold_id, "source_id": source.id, "kind": HOLD_KIND})
+        first = next(self.leads.find(live, {"hold_expires_at": 1}).hint(CLAIMS_INDEX)
+                     .sort("hold_expires_at", ASCENDING).limit(1), None)
+        ends = as_utc(first["hold_expires_at"]) if first is not None else now + timedelta(seconds=1)
+        raise TooManyHolds(ends)
+
+    def purge_expired_holds(self, now: datetime, batch_size: int = 1000) -> int:
+        """Delete every hold that has expired (what the TTL index does on a server, and all that
+        removes them on mongomock); returns how many.  Found through the TTL index, deleted by id."""
+        expired = {"hold_expires_at": {"$lte": stored_time(now)}, "kind": HOLD_KIND}
+        deleted = 0
+        while True:
+            ids = [doc["_id"] for doc in self.leads.find(expired, {"_id": 1}).hint(HOLD_EXPIRY_INDEX).limit(batch_size)]
+            if not ids:
+                return deleted
+            deleted += int(self.leads.delete_many({"_id": {"$in": ids}, **expired}).deleted_count)
 
     @staticmethod
     def _counts(found: Mapping[str, Any], cutoff: datetime | None, now: datetime) -> bool:
@@ -561,7 +632,8 @@ def _claim_map(claims: Sequence[str]) -> dict[str, str]:
 
 def _fits(hold: Mapping[str, Any], doc: Mapping[str, Any]) -> bool:
     """True if every value the hold holds is the lead's value for that field."""
-    return set(hold.get("claims") or ()) <= set(doc["claims"])
+    held = {claim for claim in hold.get("claims") or () if not claim.startswith(HOLD_MARK)}
+    return held <= set(doc["claims"])
 
 
 def _hold_live(hold: Mapping[str, Any], now: datetime) -> bool:

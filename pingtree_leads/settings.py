@@ -47,6 +47,8 @@ class Settings:
     create_indexes: bool = True
     #: Serve ``GET /api/lead/fetch/<db_source_id>`` (returns PII to whoever holds the key).
     allow_fetch: bool = False
+    #: Most live pre-ping holds one source may have at once; a held ping over it is ``429``.
+    max_live_holds: int = 10_000
     #: Route of the OpenAPI document, under the blueprint's prefix; None: not served.
     openapi_route: str | None = "/api/lead/openapi.json"
     #: Clock used for created_at, dedupe windows and key grace (tests replace it).
@@ -102,6 +104,8 @@ class Settings:
         for name in ("source_cache_seconds", "source_cache_size", "max_extra_fields", "retry_after_seconds"):
             if getattr(self, name) < 0:
                 refuse(name, "must not be negative")
+        if self.max_live_holds < 1:
+            refuse("max_live_holds", "must be at least 1")
         if self.extra_value_max_length < 1:
             refuse("extra_value_max_length", "must be at least 1")
         for name in ("sources_collection", "leads_collection"):

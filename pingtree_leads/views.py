@@ -9,6 +9,7 @@ mode (201/409/503, repository.py) -> signals -> the answer (errors.py).
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from datetime import datetime
 from typing import Any
@@ -27,9 +28,9 @@ from .errors import (
     LeadStatus,
     envelope,
 )
-from .http import lead_fields
+from .http import lead_fields, parse_urlencoded
 from .mongo import parse_object_id
-from .repository import MAX_HOLD_SECONDS, StoreResult, dedupe_claim, hashed_claim, stored_lead_view
+from .repository import MAX_HOLD_SECONDS, StoreResult, TooManyHolds, dedupe_claim, hashed_claim, stored_lead_view
 from .runtime import LeadsRuntime
 from .schemas import (
     DECLARED_FIELDS,
@@ -74,7 +75,7 @@ def create_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
             signals.send(signals.lead_rejected, app, source=source.public(),
                          lead_status=LeadStatus.INVALID_FIELD.value, fields=[])
         raise
-    test, test_problems = pop_test_flag(raw)
+    test, test_problems = _test_flag(raw)
     ping_id, ping_problems = _pop_ping_id(raw)
     checked = validate_lead(raw, schema_for(source.required_fields, settings, source.lenient))
     if test_problems or ping_problems:
@@ -106,6 +107,29 @@ def create_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
     if not test:
         _notify(app, source, checked, result, now)
     return outcome_response(result, test)
+
+
+def _test_flag(raw: dict[str, Any]) -> tuple[bool, list[str]]:
+    """``xxTest`` wherever the request carries it, taken out of ``raw``: the fields (JSON, form,
+    multipart, or a GET's query string) and a POST's query string; the name in any case.
+    (is a test, problems): sent twice, the values must agree."""
+    sent = [raw.pop(name) for name in [name for name in raw if name.lower() == _TEST_NAME]]
+    query = request.query_string
+    if request.method != "GET" and query and _TEST_NAME.encode() in query.lower():
+        try:
+            sent += [value for name, value in parse_urlencoded(query).items() if name.lower() == _TEST_NAME]
+        except ApiError:
+            return False, ["The query string is not valid UTF-8."]
+    if not sent:
+        return False, []
+    answers = [pop_test_flag({TEST_FIELD: value}) for value in sent]
+    problems = [problem for _, found in answers for problem in found]
+    if not problems and len({flag for flag, _ in answers}) > 1:
+        problems = ["Given more than once with different values."]
+    return (answers[0][0] and not problems), problems
+
+
+_TEST_NAME = TEST_FIELD.lower()
 
 
 def _pop_ping_id(raw: dict[str, Any]) -> tuple[ObjectId | None, list[str]]:
@@ -171,25 +195,37 @@ def ping_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
     """``POST /api/lead/ping/<db_source_id>``: would this consumer be a duplicate, and hold the answer."""
     source = _active_source(runtime, db_source_id)
     raw = lead_fields(request, runtime.settings.max_body_bytes)
+    test, test_problems = _test_flag(raw)
     hold_seconds, hold_problems = _hold_seconds(raw.pop(HOLD_FIELD, None))
     candidates = [*source.dedupe_fields, *(f for f in DEDUPE_FIELDS if f not in source.dedupe_fields)]
     values = ping_values(raw, schema_for((), runtime.settings, source.lenient), candidates)
-    errors = {**values.errors, **({HOLD_FIELD: hold_problems} if hold_problems else {})}
+    errors = {**values.errors, **({HOLD_FIELD: hold_problems} if hold_problems else {}),
+              **({TEST_FIELD: test_problems} if test_problems else {})}
     if not errors and not values.plain and not values.hashed:
         errors["_schema"] = ["A ping needs a dedupe value: email, mobile, a custom dedupe field, or <field>_sha256."]
     if errors:
         rejection = LeadRejection(LeadStatus.INVALID_FIELD, [n for n in errors if n != "_schema"], errors)
-        logger.info("ping invalidField source=%s", db_source_id)
-        return envelope(400, INVALID_FIELD_MESSAGE, rejection.as_data())
+        logger.info("ping invalidField source=%s%s", db_source_id, " (test)" if test else "")
+        return envelope(400, INVALID_FIELD_MESSAGE, {**rejection.as_data(), **({"test": True} if test else {})})
     # Only the source's own dedupe fields count; a source without dedupe holds nothing.
     claims = {field: dedupe_claim(source.id, field, values.plain[field]) for field in source.dedupe_fields
               if field in values.plain}
     claims.update({field: hashed_claim(source.id, field, values.hashed[field]) for field in source.dedupe_fields
                    if field in values.hashed})
     runtime.ensure_ready()
-    result = runtime.repository.ping(source, claims, hold_seconds, runtime.settings.clock())
-    logger.info("ping %s source=%s held=%s", result.lead_status, db_source_id, result.ping_id is not None)
-    data: dict[str, Any] = {"lead_status": result.lead_status}
+    now = runtime.settings.clock()
+    try:
+        # A test ping answers as usual and holds nothing.
+        result = runtime.repository.ping(source, claims, 0 if test else hold_seconds, now,
+                                         max_holds=runtime.settings.max_live_holds)
+    except TooManyHolds as exc:
+        wait = max(1, math.ceil((exc.retry_at - now).total_seconds()))
+        logger.warning("ping refused: source=%s has its most live holds (%d); answered 429", db_source_id,
+                       runtime.settings.max_live_holds)
+        raise ApiError(429, headers={"Retry-After": str(wait)}) from None
+    logger.info("ping %s source=%s held=%s%s", result.lead_status, db_source_id, result.ping_id is not None,
+                " (test)" if test else "")
+    data: dict[str, Any] = {"lead_status": result.lead_status, **({"test": True} if test else {})}
     if result.lead_status is LeadStatus.DUPLICATE:
         data["matched_on"] = list(result.matched_on)
         return envelope(200, "A post of this consumer now would be a duplicate", data)
@@ -204,7 +240,9 @@ def _hold_seconds(value: Any) -> tuple[int, list[str]]:
     """``hold_seconds``: a whole number 0-300 (digit strings from forms too); absent or blank is 0."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return 0, []
-    if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
+    # Short digit texts only: int() refuses (ValueError) texts of over 4,300 digits, and no
+    # longer one is a hold anyone means.
+    if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii() and len(value.strip()) <= 10:
         value = int(value.strip())
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_HOLD_SECONDS:
         return value, []
@@ -214,6 +252,11 @@ def _hold_seconds(value: Any) -> tuple[int, list[str]]:
 def fetch_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
     """``GET /api/lead/fetch/<db_source_id>?lead_id=…|transaction_id=…`` once the key has been checked."""
     _active_source(runtime, db_source_id)
+    repeated = [name for name in FETCH_PARAMETERS if len(request.args.getlist(name)) > 1]
+    if repeated:
+        raise ApiError(400, f"Give {repeated[0]} once", {"fields": repeated,
+                                                          "errors": {name: ["Given more than once."]
+                                                                     for name in repeated}})
     given = {name: request.args.get(name, "").strip() for name in FETCH_PARAMETERS}
     given = {name: value for name, value in given.items() if value}
     if len(given) != 1:

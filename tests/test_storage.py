@@ -66,8 +66,9 @@ def test_indexes_are_created_with_their_shapes(database: Any, poster: Poster) ->
     info = database["leads"].index_information()
     for name, (keys, options) in LEAD_INDEXES.items():
         assert [tuple(k) for k in info[name]["key"]] == [tuple(k) for k in keys]
-        assert info[name].get("unique") is True
+        assert bool(info[name].get("unique")) == options.get("unique", False)
         assert bool(info[name].get("sparse")) == options.get("sparse", False)
+        assert info[name].get("expireAfterSeconds") == options.get("expireAfterSeconds")
     ensure_indexes(database)  # idempotent
     assert database["leads"].index_information().keys() == info.keys()
 
@@ -311,7 +312,7 @@ def test_migration_moves_old_leads_to_claims_keeping_every_rule(database: Any, c
     report = migrate_storage(database)
     assert report.leads_rewritten == 2 and set(report.indexes_dropped) == {
         "pingtree_1_transaction", "pingtree_2_dedupe_email", "pingtree_3_dedupe_mobile"}
-    assert set(leads.index_information()) == {"_id_", "pingtree_claims"}
+    assert set(leads.index_information()) == {"_id_", "pingtree_claims", "pingtree_hold_expiry"}
     assert leads.count_documents({"dedupe": {"$exists": True}}) == 0
     assert migrate_storage(database).leads_rewritten == 0  # idempotent
     # The migrated claims are the ones new leads take: the old lead still blocks its consumer.
