@@ -1,0 +1,195 @@
+"""Issue 18: configuration keys and the environment, signal receivers, provisioning
+arguments, and the 401's hint (contract sections 1, 4, 7 and 9)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from pingtree_leads import CreatedSource, PingtreeLeads, create_blueprint, get_runtime
+from pingtree_leads.settings import Settings
+
+from .conftest import Poster, assert_envelope, lead
+
+CONFIGURATION_DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+
+
+def get_is_off(app: Flask, database: Any, source: CreatedSource) -> None:
+    """GET is refused with 405 and ``Allow: POST``; a POST is still accepted."""
+    p = Poster(app.test_client(), database, source)
+    response = p.get(lead())
+    assert_envelope(response, 405)
+    assert response.headers["Allow"] == "POST"
+    assert assert_envelope(p.post(lead()), 201)["lead_status"] == "accept"
+    assert p.count() == 1
+
+
+def clear_pingtree_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if "PINGTREE_LEADS" in name.upper():
+            monkeypatch.delenv(name)
+
+
+# -- 1. a key in another case is refused, like any unknown key ------------------------------
+
+
+@pytest.mark.parametrize("key", ["PINGTREE_LEADS_allow_get", "pingtree_leads_ALLOW_GET", "Pingtree_Leads_Allow_Get",
+                                 "pingtree_leads_allow_get"])
+def test_a_config_key_in_another_case_is_a_value_error_naming_it(database: Any, key: str) -> None:
+    app = Flask("host")
+    app.config[key] = "false"  # left alone, GET (PII in URLs) would silently stay on
+    with pytest.raises(ValueError, match=re.escape(key)) as raised:
+        PingtreeLeads().init_app(app, database=database)
+    assert "PINGTREE_LEADS_ALLOW_GET" in str(raised.value)  # the key to write instead
+    assert not app.extensions.get("pingtree_leads")  # no runtime was made
+    other = Flask("plain")
+    other.config[key] = False
+    with pytest.raises(ValueError, match=re.escape(key)):
+        other.register_blueprint(create_blueprint(database))
+
+
+def test_an_unknown_key_in_another_case_is_refused_too() -> None:
+    with pytest.raises(ValueError, match="pingtree_leads_alow_get"):
+        Settings.resolve({"pingtree_leads_alow_get": False})
+
+
+def test_a_nested_mapping_under_the_prefix_is_refused_but_a_plain_host_key_is_not() -> None:
+    # What from_prefixed_env makes of FLASK_PINGTREE_LEADS__ALLOW_GET (a doubled underscore).
+    with pytest.raises(ValueError, match="PINGTREE_LEADS"):
+        Settings.resolve({"PINGTREE_LEADS": {"ALLOW_GET": False}})
+    assert Settings.resolve({"PINGTREE_LEADS": True, "PINGTREE_LEADSX": 1}).allow_get is True  # the host's own
+
+
+# -- 2. what from_prefixed_env makes of a variable --------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "expected"), [("0", False), ("1", True), ("false", False), ("true", True),
+                                                ("off", False), ("YES", True)])
+def test_from_prefixed_env_booleans(monkeypatch: pytest.MonkeyPatch, text: str, expected: bool) -> None:
+    clear_pingtree_environment(monkeypatch)
+    monkeypatch.setenv("FLASK_PINGTREE_LEADS_ALLOW_GET", text)
+    monkeypatch.setenv("FLASK_PINGTREE_LEADS_ALLOW_FETCH", text)
+    app = Flask("host")
+    app.config.from_prefixed_env()
+    settings = Settings.resolve(app.config)
+    assert (settings.allow_get, settings.allow_fetch) == (expected, expected)
+
+
+def test_from_prefixed_env_zero_turns_get_off(database: Any, source: CreatedSource,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    clear_pingtree_environment(monkeypatch)
+    monkeypatch.setenv("FLASK_PINGTREE_LEADS_ALLOW_GET", "0")
+    app = Flask("host")
+    app.config.from_prefixed_env()
+    assert app.config["PINGTREE_LEADS_ALLOW_GET"] == 0  # Flask JSON-decodes it
+    PingtreeLeads().init_app(app, database=database)
+    assert app.config["PINGTREE_LEADS_ALLOW_GET"] is False  # the config shows what is in force
+    get_is_off(app, database, source)
+
+
+REFUSED = object()
+
+#: (option, value in the environment, what it is taken as) -- the table in docs/configuration.md.
+ENVIRONMENT_VALUES: list[tuple[str, str, Any]] = [
+    ("allow_get", "2", REFUSED), ("allow_get", "-1", REFUSED), ("allow_get", "1.0", REFUSED),
+    ("allow_get", "0.0", REFUSED), ("allow_get", "null", REFUSED), ("allow_get", '"x"', REFUSED),
+    ("allow_get", "64", REFUSED), ("allow_get", '"off"', False),
+    ("max_body_bytes", "64", 64), ("max_body_bytes", "4e3", 4000), ("max_body_bytes", "2.5", REFUSED),
+    ("max_body_bytes", "true", REFUSED), ("max_body_bytes", "null", REFUSED), ("max_body_bytes", '"64"', 64),
+    ("max_body_bytes", '"x"', REFUSED), ("max_body_bytes", "1", 1),
+    ("source_cache_seconds", "2.5", 2.5), ("source_cache_seconds", "64", 64.0), ("source_cache_seconds", "0", 0.0),
+    ("source_cache_seconds", "true", REFUSED), ("source_cache_seconds", "null", REFUSED),
+    ("source_cache_seconds", "-1", REFUSED),
+    ("leads_collection", "64", "64"), ("leads_collection", "2024", "2024"), ("leads_collection", '"x"', "x"),
+    ("leads_collection", "my_leads", "my_leads"), ("leads_collection", "2.5", REFUSED),
+    ("leads_collection", "true", REFUSED), ("leads_collection", "null", REFUSED),
+    ("openapi_route", "null", None), ("openapi_route", '"/spec.json"', "/spec.json"),
+    ("openapi_route", "/spec.json", "/spec.json"), ("openapi_route", "none", None),
+    ("openapi_route", "64", REFUSED), ("openapi_route", "true", REFUSED), ("openapi_route", "2.5", REFUSED),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "expected"), ENVIRONMENT_VALUES,
+                         ids=[f"{name}={text}" for name, text, _ in ENVIRONMENT_VALUES])
+def test_from_prefixed_env_values_of_every_option_type(monkeypatch: pytest.MonkeyPatch, name: str, text: str,
+                                                        expected: Any) -> None:
+    clear_pingtree_environment(monkeypatch)
+    key = Settings.config_key(name)
+    monkeypatch.setenv(f"FLASK_{key}", text)
+    app = Flask("host")
+    app.config.from_prefixed_env()
+    if expected is REFUSED:
+        with pytest.raises(ValueError, match=key):
+            Settings.resolve(app.config)
+        return
+    assert getattr(Settings.resolve(app.config), name) == expected
+    # loads=str hands over the text itself: the same value, except where the quotes were the point.
+    if not text.startswith('"') and text != "null":
+        strict = Flask("strict")
+        strict.config.from_prefixed_env(loads=str)
+        assert getattr(Settings.resolve(strict.config), name) == expected
+
+
+def test_a_float_is_never_a_boolean_nor_text() -> None:
+    with pytest.raises(ValueError, match="PINGTREE_LEADS_ALLOW_GET"):
+        Settings.resolve({"PINGTREE_LEADS_ALLOW_GET": 1.0})
+    with pytest.raises(ValueError, match="from_prefixed_env"):  # the message says how to keep the text
+        Settings.resolve({"PINGTREE_LEADS_LEADS_COLLECTION": 1.5})
+
+
+# -- 3. the documented way to configure from the environment, run as written ----------------
+
+
+def environment_examples() -> list[tuple[dict[str, str], str]]:
+    """Each ``sh`` block of the doc's "From the environment" section with the ``python`` block after it."""
+    text = CONFIGURATION_DOC.read_text(encoding="utf-8")
+    start = text.index("\n## From the environment\n")
+    end = text.index("\n## ", start + 1)
+    blocks = re.findall(r"```(sh|python)\n(.*?)```", text[start:end], re.S)
+    examples = []
+    assert len(blocks) % 2 == 0, blocks
+    for (kind, shell), (next_kind, code) in zip(blocks[::2], blocks[1::2], strict=True):
+        assert (kind, next_kind) == ("sh", "python")
+        variables = {}
+        for line in shell.splitlines():
+            words = shlex.split(line)
+            assert words[0] == "export" and len(words) == 2, line
+            name, _, value = words[1].partition("=")
+            variables[name] = value
+        examples.append((variables, code))
+    return examples
+
+
+def test_the_doc_shows_both_ways() -> None:
+    examples = environment_examples()
+    assert len(examples) == 2
+    assert [variables.get("FLASK_PINGTREE_LEADS_ALLOW_GET", variables.get("PINGTREE_LEADS_ALLOW_GET"))
+            for variables, _ in examples] == ["false", "0"]
+
+
+@pytest.mark.parametrize("index", [0, 1])
+@pytest.mark.parametrize("allow_get", [None, "0", "false", "off", "No", "FALSE"])
+def test_the_documented_environment_route_works_as_written(
+    database: Any, source: CreatedSource, monkeypatch: pytest.MonkeyPatch, index: int, allow_get: str | None
+) -> None:
+    variables, code = environment_examples()[index]
+    clear_pingtree_environment(monkeypatch)
+    for name, value in variables.items():
+        if allow_get is not None and name.endswith("PINGTREE_LEADS_ALLOW_GET"):
+            value = allow_get  # the doc's value, or another way of saying "off"
+        monkeypatch.setenv(name, value)
+    namespace: dict[str, Any] = {"__name__": "documented_host"}
+    exec(compile(code, str(CONFIGURATION_DOC), "exec"), namespace)  # noqa: S102  # the doc's own code
+    app = namespace["create_app"](database)
+    assert get_runtime(app).settings.allow_get is False
+    assert app.config["PINGTREE_LEADS_ALLOW_GET"] is False
+    for name in variables:  # every variable the doc sets reached the settings
+        key = name.removeprefix("FLASK_")
+        assert Settings.resolve({key: os.environ[name]}).as_config()[key] == app.config[key]
+    get_is_off(app, database, source)
