@@ -3,6 +3,8 @@ arguments, and the 401's hint (contract sections 1, 4, 7 and 9)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import re
 import shlex
@@ -12,10 +14,10 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from pingtree_leads import CreatedSource, PingtreeLeads, create_blueprint, get_runtime
+from pingtree_leads import CreatedSource, PingtreeLeads, create_blueprint, get_runtime, signals
 from pingtree_leads.settings import Settings
 
-from .conftest import Poster, assert_envelope, lead
+from .conftest import FakeClock, Poster, assert_envelope, lead
 
 CONFIGURATION_DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 
@@ -193,3 +195,91 @@ def test_the_documented_environment_route_works_as_written(
         key = name.removeprefix("FLASK_")
         assert Settings.resolve({key: os.environ[name]}).as_config()[key] == app.config[key]
     get_is_off(app, database, source)
+
+
+# -- 4. a receiver raising any exception changes nothing --------------------------------------
+
+
+class HostAbort(BaseException):
+    """A host's own BaseException subclass."""
+
+
+@pytest.mark.parametrize("exc_type", [asyncio.CancelledError, GeneratorExit, HostAbort, RuntimeError])
+def test_a_receiver_raising_any_exception_changes_nothing(
+    database: Any, source: CreatedSource, clock: FakeClock, caplog: pytest.LogCaptureFixture,
+    exc_type: type[BaseException],
+) -> None:
+    app = Flask("signals_host")
+    PingtreeLeads(clock=clock).init_app(app, database=database)
+    p = Poster(app.test_client(), database, source)
+    heard: list[str] = []
+
+    def broken(sender: Any, **kwargs: Any) -> None:
+        raise exc_type(f"secret {kwargs}")
+
+    def fine(sender: Any, **kwargs: Any) -> None:
+        heard.append(kwargs.get("lead", {}).get("lead_id") or kwargs.get("lead_status") or "duplicate")
+
+    for signal in (signals.lead_accepted, signals.lead_duplicate, signals.lead_rejected):
+        signal.connect(broken, sender=app)
+        signal.connect(fine, sender=app)
+    try:
+        with caplog.at_level(logging.INFO, logger="pingtree_leads"):
+            first = lead(email="secret.person@example.com")
+            data = assert_envelope(p.post(first), 201)
+            duplicate = assert_envelope(p.post(lead(email="secret.person@example.com")), 201)
+            rejected = assert_envelope(p.post(lead(email="not an email")), 400)
+    finally:
+        for signal in (signals.lead_accepted, signals.lead_duplicate, signals.lead_rejected):
+            signal.disconnect(broken)
+            signal.disconnect(fine)
+    assert data["lead_status"] == "accept" and duplicate["lead_status"] == "duplicate"
+    assert rejected["lead_status"] == "invalidField"
+    assert heard == [data["lead_id"], "duplicate", "invalidField"]  # the other receiver still ran
+    stored = p.stored()
+    assert len(stored) == 1 and stored[0]["email"] == "secret.person@example.com"
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert logged.count(f"raised {exc_type.__name__}") == 3
+    assert "secret" not in logged
+    assert not [r for r in caplog.records if r.exc_info]  # no traceback, which could show values
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+def test_stopping_the_process_still_propagates(database: Any, source: CreatedSource, clock: FakeClock,
+                                               exc_type: type[BaseException]) -> None:
+    app = Flask("signals_host")
+    PingtreeLeads(clock=clock).init_app(app, database=database)
+    p = Poster(app.test_client(), database, source)
+
+    def stop(sender: Any, **kwargs: Any) -> None:
+        raise exc_type()
+
+    signals.lead_accepted.connect(stop, sender=app)
+    try:
+        with pytest.raises(exc_type):
+            p.post(lead())
+    finally:
+        signals.lead_accepted.disconnect(stop)
+    assert p.count() == 1  # stored before the receiver ran
+
+
+def test_send_swallows_base_exceptions_outside_a_request(caplog: pytest.LogCaptureFixture) -> None:
+    sender = object()  # the CSV import sends through the same function, outside a request
+    calls: list[str] = []
+
+    def cancelled(_: Any, **kwargs: Any) -> None:
+        raise asyncio.CancelledError()
+
+    def after(_: Any, **kwargs: Any) -> None:
+        calls.append("ran")
+
+    signals.lead_duplicate.connect(cancelled, sender=sender)
+    signals.lead_duplicate.connect(after, sender=sender)
+    try:
+        with caplog.at_level(logging.ERROR, logger="pingtree_leads"):
+            signals.send(signals.lead_duplicate, sender, source=None, transaction_id="t", matched_on=["email"])
+    finally:
+        signals.lead_duplicate.disconnect(cancelled)
+        signals.lead_duplicate.disconnect(after)
+    assert calls == ["ran"]
+    assert "raised CancelledError" in caplog.text
