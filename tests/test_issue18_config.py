@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from pingtree_leads import CreatedSource, PingtreeLeads, create_blueprint, get_runtime, signals
+from pingtree_leads import CreatedSource, PingtreeLeads, create_blueprint, create_source, get_runtime, signals
+from pingtree_leads.provisioning import check_dedupe_fields
 from pingtree_leads.settings import Settings
 
 from .conftest import FakeClock, Poster, assert_envelope, lead
@@ -283,3 +284,27 @@ def test_send_swallows_base_exceptions_outside_a_request(caplog: pytest.LogCaptu
         signals.lead_duplicate.disconnect(after)
     assert calls == ["ran"]
     assert "raised CancelledError" in caplog.text
+
+
+# -- 5. one string is not a list of field names -----------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"dedupe_fields": "email"}, {"required_fields": "email"}, {"dedupe_fields": b"email"},
+    {"required_fields": b"email"}, {"dedupe_fields": "mobile"}, {"required_fields": bytearray(b"email")},
+    {"dedupe_fields": ""}, {"required_fields": None}, {"dedupe_fields": 5},
+])
+def test_field_names_given_as_one_string_are_a_type_error(database: Any, kwargs: dict[str, Any]) -> None:
+    (option,) = kwargs
+    with pytest.raises(TypeError, match=option):
+        create_source(database, "One string", **kwargs)
+    assert database["database_sources"].count_documents({}) == 0
+
+
+def test_the_type_error_says_what_to_write_instead(database: Any) -> None:
+    with pytest.raises(TypeError, match=re.escape("dedupe_fields=['email']")):
+        create_source(database, "One string", dedupe_fields="email")
+    with pytest.raises(TypeError, match="dedupe_fields"):
+        check_dedupe_fields("email")  # type: ignore[arg-type]  # the CLI's checker too
+    assert check_dedupe_fields(["email", "mobile"]) == ["email", "mobile"]
+    assert create_source(database, "Tuple", dedupe_fields=("email",), required_fields=("email",)).id
