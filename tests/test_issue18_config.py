@@ -4,17 +4,21 @@ arguments, and the 401's hint (contract sections 1, 4, 7 and 9)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import re
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bson import ObjectId
 from flask import Flask
 
 from pingtree_leads import CreatedSource, PingtreeLeads, create_blueprint, create_source, get_runtime, signals
+from pingtree_leads.errors import MESSAGES
 from pingtree_leads.provisioning import check_dedupe_fields
 from pingtree_leads.settings import Settings
 
@@ -308,3 +312,79 @@ def test_the_type_error_says_what_to_write_instead(database: Any) -> None:
         check_dedupe_fields("email")  # type: ignore[arg-type]  # the CLI's checker too
     assert check_dedupe_fields(["email", "mobile"]) == ["email", "mobile"]
     assert create_source(database, "Tuple", dedupe_fields=("email",), required_fields=("email",)).id
+
+
+# -- 6. the 401 says how to send the key when it was sent the wrong way -----------------------
+
+HINT = "Authorization: Bearer <api key>"
+
+
+def refused(response: Any) -> str:
+    assert_envelope(response, 401)
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    body = response.get_json()
+    assert body["data"] == {}
+    message: str = body["message"]
+    assert message.startswith(MESSAGES[401])
+    return message
+
+
+WRONG_WAYS: list[tuple[str, Callable[[str], dict[str, Any]]]] = [
+    ("no-scheme", lambda key: {"headers": {"Authorization": key}}),
+    ("basic", lambda key: {"headers": {"Authorization": "Basic " + base64.b64encode(f"x:{key}".encode()).decode()}}),
+    ("token-scheme", lambda key: {"headers": {"Authorization": f"Token {key}"}}),
+    ("scheme-only", lambda key: {"headers": {"Authorization": "Bearer"}}),
+    ("blank-token", lambda key: {"headers": {"Authorization": "Bearer   "}}),
+    ("empty", lambda key: {"headers": {"Authorization": ""}}),
+    ("x-api-key", lambda key: {"headers": {"X-Api-Key": key}}),
+    ("api-key-header", lambda key: {"headers": {"Api-Key": key}}),
+    ("query", lambda key: {"headers": {}, "query_string": {"api_key": key}}),
+]
+
+
+@pytest.mark.parametrize(("label", "how"), WRONG_WAYS, ids=[label for label, _ in WRONG_WAYS])
+def test_a_key_sent_the_wrong_way_gets_a_hint_and_never_the_key(poster: Poster, label: str,
+                                                               how: Callable[[str], dict[str, Any]]) -> None:
+    key = poster.source.api_key
+    response = poster.client.post(poster.url, json=lead(), **how(key))
+    message = refused(response)
+    assert HINT in message
+    assert key not in response.get_data(as_text=True)
+    # The hint depends on the request's shape only: an unknown source gets the very same body.
+    unknown = poster.client.post(f"/api/lead/create/{ObjectId()}", json=lead(), **how(key))
+    assert unknown.get_json() == response.get_json()
+    assert poster.count() == 0
+
+
+def test_no_key_at_all_and_a_wrong_bearer_key_get_no_hint(poster: Poster) -> None:
+    bare = refused(poster.client.post(poster.url, json=lead()))
+    assert bare == MESSAGES[401]  # as documented and in the OpenAPI examples
+    wrong = poster.client.post(poster.url, json=lead(), headers={"Authorization": "Bearer ptl_wrong"})
+    assert refused(wrong) == MESSAGES[401]
+    unknown = poster.client.post(f"/api/lead/create/{ObjectId()}", json=lead(), headers=poster.headers)
+    assert unknown.get_json() == wrong.get_json()  # still indistinguishable
+    assert poster.count() == 0
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "Bearer"])
+def test_the_scheme_is_matched_in_any_case(poster: Poster, scheme: str) -> None:
+    headers = {"Authorization": f"{scheme} {poster.source.api_key}"}
+    response = poster.client.post(poster.url, json=lead(), headers=headers)
+    assert assert_envelope(response, 201)["lead_status"] == "accept"
+
+
+def test_the_ping_route_gives_the_hint_too(poster: Poster) -> None:
+    url = f"/api/lead/ping/{poster.source.id}"
+    response = poster.client.post(url, json={"email": "a@example.com"},
+                                  headers={"Authorization": poster.source.api_key})
+    assert HINT in refused(response)
+    assert poster.source.api_key not in response.get_data(as_text=True)
+
+
+def test_the_hint_carries_no_value_into_the_logs(poster: Poster, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG):
+        refused(poster.client.post(poster.url, json=lead(email="secret.person@example.com"),
+                                   headers={"Authorization": poster.source.api_key}))
+    assert poster.source.api_key not in caplog.text and "secret.person" not in caplog.text
+    assert "no valid key" in caplog.text
+
