@@ -22,8 +22,20 @@ from .sources import CreatedSource
 MAX_ROTATION_ATTEMPTS = 10
 
 
+def field_list(kind: str, names: Iterable[str]) -> list[str]:
+    """``names`` as a list; one string (or bytes) is a ``TypeError``, never the list of its letters."""
+    if isinstance(names, (str, bytes, bytearray, memoryview)):
+        one = repr(names) if isinstance(names, str) else "'<field>'"
+        raise TypeError(f"{kind} is a list of field names, not one {type(names).__name__} "
+                        f"(write {kind}=[{one}] for one field, [] for none)")
+    try:
+        return list(names)
+    except TypeError:
+        raise TypeError(f"{kind} is a list of field names, not {type(names).__name__}") from None
+
+
 def _check_fields(kind: str, names: Iterable[str], allowed: Sequence[str]) -> list[str]:
-    names = list(names)
+    names = field_list(kind, names)
     unknown = [n for n in names if n not in allowed]
     if unknown:
         raise ValueError(f"{kind} may only name {', '.join(allowed)}; got {', '.join(map(str, unknown))}")
@@ -32,7 +44,7 @@ def _check_fields(kind: str, names: Iterable[str], allowed: Sequence[str]) -> li
 
 def check_dedupe_fields(names: Iterable[str]) -> list[str]:
     """A source's dedupe fields: standard fields or extra field names, at most ``MAX_DEDUPE_FIELDS``."""
-    names = list(dict.fromkeys(names))
+    names = list(dict.fromkeys(field_list("dedupe_fields", names)))
     bad = [n for n in names if not isinstance(n, str) or not (n in LEAD_FIELDS or dedupe_field_ok(n))]
     if bad:
         raise ValueError(f"dedupe_fields may name standard fields ({', '.join(LEAD_FIELDS)}) or extra field names "

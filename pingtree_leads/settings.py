@@ -74,11 +74,7 @@ class Settings:
         if unknown:
             raise TypeError(f"unknown pingtree_leads option(s): {', '.join(sorted(unknown))}")
         if config is not None:
-            typos = sorted(key for key in config if isinstance(key, str) and key.startswith(CONFIG_PREFIX)
-                           and key[len(CONFIG_PREFIX):].lower() not in cls.names())
-            if typos:
-                known = ", ".join(cls.config_key(name) for name in cls.names())
-                raise ValueError(f"unknown config key(s) {', '.join(typos)}; pingtree_leads knows {known}")
+            cls._refuse_unknown_keys(config)
         hints = typing.get_type_hints(cls)
         values: dict[str, Any] = {}
         for name in cls.names():
@@ -90,6 +86,36 @@ class Settings:
         settings = cls(**values)
         settings.check()
         return settings
+
+    @classmethod
+    def _refuse_unknown_keys(cls, config: Mapping[str, Any]) -> None:
+        """Every key in the ``PINGTREE_LEADS_`` namespace, in any case, must be an option's exact key.
+
+        ``app.config`` keys are case-sensitive, so ``PINGTREE_LEADS_allow_get`` is not
+        ``PINGTREE_LEADS_ALLOW_GET``: left alone it would leave the default in force.
+        A mapping under ``PINGTREE_LEADS`` itself is what ``from_prefixed_env`` makes of a double
+        underscore (``FLASK_PINGTREE_LEADS__ALLOW_GET``), refused for the same reason; options
+        are never read from a nested mapping.
+        """
+        keys = [cls.config_key(name) for name in cls.names()]
+        known = set(keys)
+        namespace = CONFIG_PREFIX.rstrip("_")
+        bad = sorted(key for key in config if isinstance(key, str) and key not in known
+                     and (key.upper().startswith(CONFIG_PREFIX)
+                          or (key.upper() == namespace and isinstance(config[key], Mapping))))
+        if not bad:
+            return
+        described = []
+        for key in bad:
+            if key.upper() in known:
+                described.append(f"{key} (keys are case-sensitive: write {key.upper()})")
+            elif key.upper() == namespace:
+                described.append(f"{key} (from_prefixed_env makes a nested value of <PREFIX>_{namespace}__NAME: "
+                                 "one underscore after LEADS)")
+            else:
+                described.append(key)
+        raise ValueError(f"unknown config key(s) {', '.join(described)}; pingtree_leads knows "
+                         f"{', '.join(keys)}")
 
     def as_config(self) -> dict[str, Any]:
         """The settings in force as ``PINGTREE_LEADS_*`` config keys (the clock left out: not configuration)."""
@@ -120,10 +146,17 @@ _FALSE = frozenset({"false", "0", "no", "off"})
 
 
 def _convert(where: str, value: Any, hint: Any) -> Any:
-    """``value`` as the option's type; strings (environment variables) are parsed."""
+    """``value`` as the option's type; strings (environment variables) are parsed.
+
+    What ``app.config.from_prefixed_env()`` makes of a variable (it JSON-decodes the text)
+    converts as the text itself would: the integers 0 and 1 are booleans, an integer is
+    the text of a text option.  docs/configuration.md has the table.
+    """
     if hint is bool:
         if isinstance(value, bool):
             return value
+        if type(value) is int and value in (0, 1):  # "0"/"1" through from_prefixed_env
+            return bool(value)
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
         raise ValueError(f"{where}: expected a boolean (true/false, 1/0, yes/no, on/off), got {value!r}")
@@ -134,18 +167,24 @@ def _convert(where: str, value: Any, hint: Any) -> Any:
             raise ValueError(f"{where}: expected {kind}, got {value!r}")
         return int(number) if hint is int else float(number)
     if hint is str:
-        if isinstance(value, str):
-            return value
-        raise ValueError(f"{where}: expected text, got {value!r}")
+        return _text(where, value, "text")
     if hint == (str | None):
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
             return None
-        if isinstance(value, str):
-            return value
-        raise ValueError(f"{where}: expected text or None, got {value!r}")
+        return _text(where, value, "text or None")
     if not callable(value):
         raise ValueError(f"{where}: expected a callable, got {type(value).__name__}")
     return value
+
+
+def _text(where: str, value: Any, kind: str) -> str:
+    """Text, or an integer as its digits (``from_prefixed_env`` reads "2024" as 2024)."""
+    if isinstance(value, str):
+        return value
+    if type(value) is int:
+        return str(value)
+    raise ValueError(f"{where}: expected {kind}, got {value!r} (from_prefixed_env JSON-decodes values: "
+                     "quote the text in the variable, or call from_prefixed_env(loads=str))")
 
 
 def _number(value: Any) -> float | int | None:

@@ -15,6 +15,9 @@ and a crash of the process loses what it did not finish; docs/integration.md sho
 the change-stream and outbox patterns for guaranteed delivery.  A receiver that
 raises is logged (its exception type, never its message: it may hold PII) and changes
 nothing: the answer and the stored lead stand, and the other receivers still run.
+"Raises" means any exception, ``BaseException`` subclasses such as
+``asyncio.CancelledError`` and ``GeneratorExit`` included; only ``KeyboardInterrupt``
+and ``SystemExit`` (the process being stopped) propagate.
 """
 
 from __future__ import annotations
@@ -45,7 +48,10 @@ def send(signal: NamedSignal, sender: Any, **kwargs: Any) -> None:
     for receiver in signal.receivers_for(sender):
         try:
             receiver(sender, **kwargs)
-        except Exception as exc:  # the host's bug: it must not change the answer or the stored lead
+        except (KeyboardInterrupt, SystemExit):
+            raise  # the process is being stopped: not the receiver's bug to swallow
+        except BaseException as exc:  # the host's bug, whatever its class (CancelledError,
+            # GeneratorExit, its own BaseException): it must not change the answer or the stored lead
             name = getattr(receiver, "__qualname__", type(receiver).__name__)
             logger.error("receiver %s of %s raised %s; the answer and the stored lead stand",
                          name, signal.name, type(exc).__name__)
