@@ -198,7 +198,7 @@ deactivate = click.command("deactivate", help="Switch a source off (it answers 4
 @with_appcontext
 @_friendly_errors
 def ensure_indexes_command() -> None:
-    """Create the unique indexes leads rely on (idempotent)."""
+    """Create the indexes leads rely on (idempotent)."""
     try:
         runtime().repository.ensure_indexes()
     except OperationFailure as exc:
