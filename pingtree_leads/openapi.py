@@ -431,6 +431,7 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
             "tags": ["leads"],
             "summary": "Create a lead",
             "security": [{"bearer": []}],
+            "parameters": [TEST_QUERY_PARAMETER],
             "requestBody": _request_body(body_ref, REQUEST_EXAMPLE_NOTE, REQUEST_EXAMPLE),
             "responses": _responses(settings, has_body=True),
         }
@@ -454,6 +455,15 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
     if settings.allow_fetch:
         _add_fetch(spec, settings, lead_schema, extra_value, source_id, path_prefix)
     return spec.to_dict()
+
+
+#: ``?xxTest=true`` on a POST: test mode without touching the body.
+TEST_QUERY_PARAMETER: dict[str, Any] = {
+    "name": "xxTest", "in": "query", "required": False,
+    "schema": {"type": "string", "example": "true"},
+    "description": "Test mode, as the xxTest field: true/1 (any case) is a test, false/0/blank is not, anything "
+                   "else is 400 invalidField; given in the body too, the two must agree.",
+}
 
 
 def _hash_property(field: str) -> dict[str, Any]:
@@ -526,6 +536,8 @@ def _add_ping(spec: APISpec, settings: Settings, lead_schema: dict[str, Any], so
             "hold_expires_at": {"type": "string", "format": "date-time",
                                 "description": "With a held accept: when the hold ends (UTC, ISO 8601, "
                                                "milliseconds). The hold is live while this is after now."},
+            "test": {"type": "boolean", "enum": [True],
+                     "description": "Test mode (xxTest): answered as usual, nothing held."},
         },
     }))
     spec.components.schema("PingRejected", _envelope("error", {
@@ -580,6 +592,7 @@ def _add_ping(spec: APISpec, settings: Settings, lead_schema: dict[str, Any], so
         "405": _error(405, {"Allow": {"schema": {"type": "string", "example": "POST"}}}),
         "413": _error(413),
         "415": _error(415),
+        "429": _error(429, {"Retry-After": {"schema": {"type": "integer", "example": 30}}}),
         "500": _error(500),
         "503": _error(503, {"Retry-After": {"schema": {"type": "integer", "example": settings.retry_after_seconds}}}),
     }
@@ -592,8 +605,11 @@ def _add_ping(spec: APISpec, settings: Settings, lead_schema: dict[str, Any], so
             "description": "Ask before sending the PII (ping/post): the consumer's dedupe values, plain or as "
                            "SHA-256 hashes, and optionally hold_seconds to hold an accept. A ping is not a lead: it "
                            "stores no plain PII, is never fetched, signalled or imported, and checks no other "
-                           "field. A held ping is one write; asking is one indexed read per value.",
+                           "field. A held ping is one write and one indexed count (a source has at most "
+                           f"{settings.max_live_holds} live holds: over it, 429); asking is one indexed read per "
+                           "value. xxTest (body or query string) answers as usual and holds nothing.",
             "security": [{"bearer": []}],
+            "parameters": [TEST_QUERY_PARAMETER],
             "requestBody": _request_body(body_ref, PING_REQUEST_NOTE, PING_REQUEST_EXAMPLE),
             "responses": dict(sorted(responses.items())),
         }
