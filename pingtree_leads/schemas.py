@@ -65,6 +65,9 @@ _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _INT64 = (-(2**63), 2**63 - 1)
 
 REQUIRED_MESSAGE = "Is required."
+#: The state's refusal: what is expected, with an example (never the value sent).
+STATE_RULE = "Must be a 2-letter USPS state or territory code, such as TX."
+DATE_RULE = "Must be a real date in YYYY-MM-DD form, such as 1990-01-31."
 #: "Letters" in the OpenAPI patterns: JSON Schema regexes are not Unicode-aware (no x or ÷).
 LATIN_LETTERS = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
 
@@ -114,9 +117,11 @@ class Text(fields.Field[str]):
 class Digits(Text):
     """Exactly ``count`` ASCII digits; a JSON integer is accepted if it renders so."""
 
-    def __init__(self, count: int, lenient_rule: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, count: int, example: str, lenient_rule: str | None = None, **kwargs: Any) -> None:
         super().__init__(max_length=count, **kwargs)
         self.count = count
+        #: The refusal says what is expected, with an example (never the value sent).
+        self.rule = f"Must be exactly {count} digits, such as {example}."
         #: What a lenient source accepts, said in its refusal (what normalisation could not fix).
         self.lenient_rule = lenient_rule
 
@@ -127,7 +132,7 @@ class Digits(Text):
             parent = self.parent
             if self.lenient_rule and isinstance(parent, LeadSchema) and parent.lenient:
                 raise self.make_error("bad", problem=self.lenient_rule)
-            raise self.make_error("bad", problem=f"Must be exactly {self.count} digits.")
+            raise self.make_error("bad", problem=self.rule)
         return value
 
     def openapi(self) -> dict[str, Any]:
@@ -193,10 +198,15 @@ class City(Text):
 
 
 class State(Text):
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if isinstance(value, str) and len(value) > self.max_length:  # "Texas": say what a state is
+            raise self.make_error("bad", problem=STATE_RULE)
+        return super()._deserialize(value, attr, data, **kwargs)
+
     def check(self, value: str) -> str:
         code = value.upper()
         if code not in US_STATES:
-            raise self.make_error("bad", problem="Must be a 2-letter USPS state or territory code.")
+            raise self.make_error("bad", problem=STATE_RULE)
         return code
 
     def openapi(self) -> dict[str, Any]:
@@ -212,7 +222,7 @@ class BirthDate(Text):
                 raise ValueError
             born = date.fromisoformat(value)
         except ValueError:
-            raise self.make_error("bad", problem="Must be a real date in YYYY-MM-DD form.") from None
+            raise self.make_error("bad", problem=DATE_RULE) from None
         # The latest "today" anywhere on Earth (UTC+14), so no real birthday is refused.
         if born > (_settings(self).clock() + timedelta(hours=14)).date():
             raise self.make_error("bad", problem="Must not be in the future.")
@@ -268,7 +278,9 @@ class LeadSchema(Schema):
                                                  "domain in IDNA ASCII form; a dedupe field."})
     mobile = Digits(
         10,
-        lenient_rule="Must be a 10-digit US number; punctuation, spaces and a leading +1 or 1 are allowed.",
+        "5551234567",
+        lenient_rule="Must be a 10-digit US number, such as 5551234567 or (555) 123-4567; punctuation, spaces "
+                     "and a leading +1 or 1 are allowed.",
         metadata={"description": "10-digit phone number, digits only (a JSON integer is accepted if it renders "
                                  "so); a dedupe field. A lenient source also takes punctuation, spaces and a "
                                  "leading +1 or 1."},
@@ -280,7 +292,8 @@ class LeadSchema(Schema):
                                               "upper-cased."})
     zip_code = Digits(
         5,
-        lenient_rule="Must be 5 digits, or ZIP+4 (12345-6789).",
+        "90210",
+        lenient_rule="Must be 5 digits or ZIP+4, such as 90210 or 90210-1234.",
         metadata={"description": "5-digit ZIP code (a JSON integer is accepted if it has 5 digits). A lenient "
                                  "source also takes ZIP+4 and keeps the +4 as extra.zip_plus4."},
     )
