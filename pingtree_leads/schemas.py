@@ -18,6 +18,7 @@ from datetime import date, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import idna
 from marshmallow import INCLUDE, Schema, ValidationError, fields, missing, post_load, validate, validates_schema
 
 from .canonical import canonical_email, has_invisible, nfc, text_character_problem
@@ -242,24 +243,82 @@ class TransactionId(Text):
         return {"type": "string", "pattern": "^" + TRANSACTION_ID.pattern + "$"}
 
 
-#: An https URL whose host is a plain DNS name and which holds no white space: every such
-#: text passes ``is_https_url``, so the usual TrustedForm URL skips urlsplit's cost.
-PLAIN_HTTPS_URL = re.compile(r"https://[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.?(?::[0-9]{1,5})?(?:[/?#]\S*)?")
+#: A port: 1-65535, no leading zero.
+_PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+#: An https URL whose host is a plain ASCII host name, with no user name, no escape, no ``\``, and
+#: only printable ASCII after it: every such text passes ``is_https_url``, so the usual
+#: TrustedForm URL skips the full check's cost.  The last label starts with a letter (browsers
+#: read a host ending in a number as an IPv4 address: ``https://1.2`` is 1.0.0.2 to them, ``1.2``
+#: to urllib); an ``xn--`` label is left to the full check (browsers refuse one that is no valid
+#: IDNA).  A look-ahead per label costs little; nested groups per label cost twice the match.
+PLAIN_HTTPS_URL = re.compile(
+    rf"https://(?:(?![Xx][Nn]--)[A-Za-z0-9-]+\.)*(?![Xx][Nn]--)[A-Za-z][A-Za-z0-9-]*\.?(?::{_PORT})?"
+    r"(?:[/?#][!-\[\]-~]*)?")
+_HOST_LABEL = re.compile(r"[A-Za-z0-9-]+")
+_PORT_TEXT = re.compile(_PORT)
+_WHITE_SPACE = re.compile(r"\s")
+#: Where the authority ends, for browsers and urllib alike once ``\`` is refused.
+_AUTHORITY_END = re.compile(r"[/?#]")
+
+
+def _host_name_ok(host: str) -> bool:
+    """A host name browsers and urllib read alike: ASCII letter, digit and hyphen labels (an
+    ``xn--`` label only if it is valid IDNA, as browsers require), the last one starting with a
+    letter, an optional final dot.  Browsers lower-case it, as urllib's ``hostname`` does."""
+    labels = (host[:-1] if host.endswith(".") else host).split(".")
+    if not all(_HOST_LABEL.fullmatch(label) for label in labels) or not labels[-1][0].isalpha():
+        return False
+    for label in labels:
+        if label[:4].lower() == "xn--":
+            try:
+                if idna.encode(idna.decode(label)).decode("ascii") != label.lower():
+                    return False
+            except (idna.IDNAError, UnicodeError, ValueError):
+                return False
+    return True
 
 
 def is_https_url(value: str) -> bool:
-    """The rule for TrustedForm URLs: scheme https, a host, no space."""
-    try:
+    """The rule for TrustedForm URLs (contract section 9): scheme https; a host name (no user
+    name or password, no ``\\``, no percent-escape, no IP address); a port in 1-65535 if any;
+    no white space, control or invisible (Cf) character anywhere; and what urllib reads as the
+    host and port is what a browser (WHATWG URL parsing) reads."""
+    if value[:8].lower() != "https://" or "\\" in value or _WHITE_SPACE.search(value):
+        return False
+    if text_character_problem(value) or has_invisible(value):
+        return False
+    rest = value[8:]
+    end = _AUTHORITY_END.search(rest)
+    authority = rest[: end.start()] if end else rest
+    host, colon, port = authority.partition(":")
+    if (colon and not _PORT_TEXT.fullmatch(port)) or not host.isascii() or not _host_name_ok(host):
+        return False
+    try:  # the same host and port for Python as for a browser
         parts = urlsplit(value)
-        return parts.scheme == "https" and bool(parts.hostname) and " " not in value
+        return parts.scheme == "https" and parts.hostname == host.lower() and parts.port == (
+            int(port) if colon else None)
     except ValueError:
         return False
+
+
+#: What a TrustedForm URL must be, said in its refusal.
+HTTPS_URL_RULE = ("Must be an https URL with a host name and no user name, such as "
+                  "https://cert.trustedform.com/0123abcd.")
+
+
+#: The URL rule, for the OpenAPI descriptions.
+URL_RULE_TEXT = (
+    "https, then a host name that browsers and Python read alike: ASCII letters, digits and - in dot-separated "
+    "labels, the last starting with a letter (no IP address; an xn-- label only if valid IDNA); no user name or "
+    "password, no backslash, no percent-escape in the host; a port 1-65535 if any; no white space, control or "
+    "invisible character anywhere."
+)
 
 
 class HttpsUrl(Text):
     def check(self, value: str) -> str:
         if not PLAIN_HTTPS_URL.fullmatch(value) and not is_https_url(value):
-            raise self.make_error("bad", problem="Must be an https URL.")
+            raise self.make_error("bad", problem=HTTPS_URL_RULE)
         return value
 
     def openapi(self) -> dict[str, Any]:
@@ -302,10 +361,10 @@ class LeadSchema(Schema):
                                                                  "A-Z a-z 0-9 . _ -; generated if omitted. "
                                                                  "Retrying with it never stores twice."})
     xxTrustedFormToken = Text(255, metadata={"description": "TrustedForm token; stored as trusted_form.token."})
-    xxTrustedFormCertUrl = HttpsUrl(2048, metadata={"description": "TrustedForm certificate URL (https); "
-                                                                    "stored as trusted_form.cert_url."})
-    xxTrustedFormPingUrl = HttpsUrl(2048, metadata={"description": "TrustedForm ping URL (https); stored as "
-                                                                   "trusted_form.ping_url."})
+    xxTrustedFormCertUrl = HttpsUrl(2048, metadata={"description": "TrustedForm certificate URL; stored as "
+                                                                    "trusted_form.cert_url. " + URL_RULE_TEXT})
+    xxTrustedFormPingUrl = HttpsUrl(2048, metadata={"description": "TrustedForm ping URL; stored as "
+                                                                   "trusted_form.ping_url. " + URL_RULE_TEXT})
 
     def __init__(self, required: Iterable[str] = (), settings: Settings | None = None, lenient: bool = False) -> None:
         super().__init__()
