@@ -573,11 +573,12 @@ def _settings(field: fields.Field[Any]) -> Settings:
 def _prepared(raw: Mapping[str, Any], schema: LeadSchema) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """What the rules see, for a lead and a ping alike: NFC and trimmed text, blanks dropped,
     aliases renamed (with the problems of a body sending both), a lenient source's
-    normalisation applied."""
+    normalisation applied (with the problems it found)."""
     data = normalize_input(raw)
     errors = apply_aliases(data)
     if schema.lenient:
-        normalise(data)
+        for name, messages in normalise(data).items():
+            errors.setdefault(name, []).extend(messages)
     return data, errors
 
 
