@@ -200,15 +200,14 @@ class City(Text):
 
 class State(Text):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        if isinstance(value, str) and len(value) > self.max_length:  # "Texas": say what a state is
-            raise self.make_error("bad", problem=STATE_RULE)
-        return super()._deserialize(value, attr, data, **kwargs)
-
-    def check(self, value: str) -> str:
+        if not isinstance(value, str):
+            raise self.make_error("type")
         code = value.upper()
-        if code not in US_STATES:
-            raise self.make_error("bad", problem=STATE_RULE)
-        return code
+        if code in US_STATES:  # at most 2 letters: no text problem to find
+            return code
+        # "Texas" is told what a state is, not that it is longer than 2 characters.
+        problem = text_problem(value, self.max_length) if len(value) <= self.max_length else None
+        raise self.make_error("bad", problem=problem or STATE_RULE)
 
     def openapi(self) -> dict[str, Any]:
         # Any case: [Nn][Yy] for NY, and so on (JSON Schema regexes have no flags).
