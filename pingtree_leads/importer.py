@@ -30,6 +30,7 @@ from .schemas import (
     LeadRejection,
     LeadSchema,
     ValidLead,
+    own_spelling,
     validate_lead,
 )
 from .settings import Settings
@@ -142,11 +143,12 @@ def likely_field(column: str) -> str | None:
 def column_warnings(header: list[str], columns: list[str], mapping: Mapping[str, str]) -> list[str]:
     """A warning for each column that is read as an extra field but looks like a lead field."""
     warnings = []
-    for name, target in zip(header, columns, strict=True):
+    read_as = [own_spelling(target) for target in columns]  # Email is email (contract section 9)
+    for name, target in zip(header, read_as, strict=True):
         if target in DECLARED_FIELDS or target in lenient.ALIASES or name in mapping:
             continue  # a field, or an alias every source reads as its field (phone, zip, dob)
         field = likely_field(name)
-        if field is None or field in columns:
+        if field is None or field in read_as:
             continue
         kept = ("is stored as the extra field " + repr(name) if EXTRA_NAME.fullmatch(name)
                 else "is not a valid extra field name: every row with a value in it is rejected")
@@ -199,7 +201,8 @@ def _header(reader: Iterator[list[str]], path: Path, mapping: Mapping[str, str])
     if unknown:
         raise ImportFileError(f"--map names columns not in the header: {', '.join(unknown)}")
     targets = [mapping.get(name, name) for name in header]
-    clashing = sorted({t for t in targets if targets.count(t) > 1})
+    read_as = [own_spelling(target) for target in targets]  # email and Email are one field
+    clashing = sorted({t for t in read_as if read_as.count(t) > 1})
     if clashing:
         raise ImportFileError(f"more than one column maps to: {', '.join(clashing)}")
     return header, targets

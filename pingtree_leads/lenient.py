@@ -6,7 +6,9 @@ A sender moving from Pingtree or a peer must not lose leads to cosmetic differen
   ``date_of_birth`` (a body with both spellings of one field is refused);
 * a *lenient* source (``create_source(..., lenient=True)``) normalises before the field
   rules run: a US phone number with punctuation, spaces or a leading ``+1``/``1`` becomes
-  its 10 digits; ZIP+4 becomes the ZIP (the +4 is kept as ``extra.zip_plus4``); a state's
+  its 10 digits (Unicode spaces and dashes count as their ASCII forms, in a ZIP+4 too);
+  ZIP+4 becomes the ZIP (the +4 is kept as ``extra.zip_plus4``; a ``zip_plus4`` sent too
+  must agree with it and is never overwritten); a state's
   full name or common abbreviation (``Tex.``, ``N.Y.``) becomes its USPS code;
   ``MM/DD/YYYY`` and ``M/D/YYYY`` become ``YYYY-MM-DD`` (a day-first date is then no real
   date, or another one: US order is the only one read).  What does not normalise is left
@@ -23,6 +25,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+#: The extra field a lenient source keeps the +4 of a ZIP+4 in.
+PLUS4_FIELD = "zip_plus4"
+PLUS4_DISAGREES = ("Disagrees with the +4 of the ZIP+4 sent as zip_code: send the same 4 digits in both, "
+                   "or only one of them.")
+
 #: alias -> field, always on.
 ALIASES: dict[str, str] = {"phone": "mobile", "zip": "zip_code", "dob": "date_of_birth"}
 
@@ -31,6 +38,15 @@ _PHONE = re.compile(r"\+?[0-9 ().\-]{10,24}")
 _ZIP_PLUS4 = re.compile(r"([0-9]{5})[ -]?([0-9]{4})")
 _US_DATE = re.compile(r"([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})")
 _SPACES = re.compile(r"\s+")
+
+#: Unicode space separators (category Zs) other than the ASCII space: the no-break space
+#: (U+00A0), the narrow no-break space (U+202F), the en, em, thin, figure... spaces.
+UNICODE_SPACES = "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000"
+#: Dashes that stand for a hyphen-minus in a number: hyphen (U+2010), non-breaking hyphen (U+2011),
+#: figure dash (U+2012), en dash (U+2013), em dash (U+2014), horizontal bar (U+2015), minus sign
+#: (U+2212), small and full-width hyphen-minus (U+FE63, U+FF0D).
+UNICODE_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\uff0d"
+_AS_ASCII = str.maketrans({**dict.fromkeys(UNICODE_SPACES, " "), **dict.fromkeys(UNICODE_DASHES, "-")})
 
 #: Full names of the USPS codes the state rule accepts (armed-forces codes have none).
 STATE_NAMES: dict[str, str] = {
@@ -74,9 +90,19 @@ def apply_aliases(data: dict[str, Any]) -> dict[str, list[str]]:
     return problems
 
 
-def normalise(data: dict[str, Any]) -> None:
-    """A lenient source's normalisation, in place (text already NFC-normalised and trimmed)."""
+def ascii_separators(value: str) -> str:
+    """``value`` with Unicode spaces and dashes written as the ASCII space and hyphen-minus (a
+    copy to match against: what does not normalise is left as sent)."""
+    return value if value.isascii() else value.translate(_AS_ASCII)
+
+
+def normalise(data: dict[str, Any]) -> dict[str, list[str]]:
+    """A lenient source's normalisation, in place (text already NFC-normalised and trimmed);
+    returns the problems it found (a sent ``zip_plus4`` that disagrees with the ZIP+4)."""
+    problems: dict[str, list[str]] = {}
     mobile = data.get("mobile")
+    if isinstance(mobile, str):
+        mobile = ascii_separators(mobile)
     if isinstance(mobile, str) and _PHONE.fullmatch(mobile):
         digits = re.sub(r"[^0-9]", "", mobile)
         if len(digits) == 11 and digits.startswith("1"):
@@ -87,9 +113,16 @@ def normalise(data: dict[str, Any]) -> None:
         data["mobile"] = str(mobile)[1:]  # 1 + 10 digits as a JSON number
     zip_code = data.get("zip_code")
     if isinstance(zip_code, str):
-        plus4 = _ZIP_PLUS4.fullmatch(zip_code)
+        plus4 = _ZIP_PLUS4.fullmatch(ascii_separators(zip_code))
         if plus4:
-            data["zip_code"], data["zip_plus4"] = plus4.group(1), plus4.group(2)
+            sent = data.get(PLUS4_FIELD)
+            if isinstance(sent, int) and not isinstance(sent, bool):
+                sent = str(sent)
+            data["zip_code"] = plus4.group(1)
+            if sent is None or sent == plus4.group(2):
+                data[PLUS4_FIELD] = plus4.group(2)
+            else:  # never overwritten: the sender said two different things
+                problems[PLUS4_FIELD] = [PLUS4_DISAGREES]
     state = data.get("state")
     if isinstance(state, str) and len(state) > 2:
         code = STATE_NAMES.get(_SPACES.sub(" ", state).lower()) or STATE_ABBREVIATIONS.get(
@@ -102,3 +135,4 @@ def normalise(data: dict[str, Any]) -> None:
         if us_date:
             month, day, year = us_date.groups()
             data["date_of_birth"] = f"{year}-{int(month):02d}-{int(day):02d}"
+    return problems

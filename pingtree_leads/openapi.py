@@ -94,9 +94,12 @@ REQUEST_EXAMPLE_NOTE = (
 #: field's description unless the schema's own description already says it.
 LENIENT_NOTES: dict[str, str] = {
     "mobile": "A lenient source first strips punctuation, spaces and a leading +1 or 1 from a US number: "
-              "\"(512) 789-1111\", \"+1 512 789 1111\" and \"512.789.1111\" are 5127891111.",
-    "zip_code": "A lenient source reads ZIP+4 (\"90210-1234\", \"90210 1234\", \"902101234\") as the ZIP, "
-                "keeping the +4 as extra.zip_plus4.",
+              "\"(512) 789-1111\", \"+1 512 789 1111\" and \"512.789.1111\" are 5127891111; Unicode spaces "
+              "(no-break, narrow no-break, ...) and dashes (non-breaking hyphen, en dash, minus sign, ...) count as "
+              "their ASCII forms.",
+    "zip_code": "A lenient source reads ZIP+4 (\"90210-1234\", \"90210 1234\", \"902101234\"; Unicode spaces and "
+                "dashes count as their ASCII forms) as the ZIP, keeping the +4 as extra.zip_plus4; a zip_plus4 sent "
+                "too (in any case) must agree with it (invalidField otherwise) and is never overwritten.",
     "state": "A lenient source reads a full state or territory name in any case (\"Texas\") or a common "
              "abbreviation (\"Tex.\", \"N.Y.\") as its code.",
     "date_of_birth": "A lenient source reads MM/DD/YYYY (\"01/31/1990\", \"1/31/1990\") as YYYY-MM-DD.",
@@ -385,7 +388,9 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
     lead_schema["description"] = (
         "At least one of " + ", ".join(LEAD_FIELDS) + " (or an alias: "
         + ", ".join(f"{alias} for {field}" for alias, field in ALIASES.items())
-        + "). Which are required is set per database source. Values are trimmed; blank or null counts as absent. "
+        + "). Which are required is set per database source. These names, transaction_id, the TrustedForm names "
+        "and the aliases are read in any case (EMAIL is email, Zip is zip_code); one name in two spellings is "
+        "invalidField. Values are trimmed; blank or null counts as absent. "
         "Other names (^[A-Za-z][A-Za-z0-9_-]{0,63}$, scalar values) are kept under `extra`, JSON numbers and "
         "booleans as they are; TrustedForm fields go to `trusted_form` ("
         + ", ".join(f"{k} -> {v}" for k, v in TRUSTED_FORM_FIELDS.items()) + "). The patterns are the rules of "

@@ -18,11 +18,12 @@ from datetime import date, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import idna
 from marshmallow import INCLUDE, Schema, ValidationError, fields, missing, post_load, validate, validates_schema
 
 from .canonical import canonical_email, has_invisible, nfc, text_character_problem
 from .errors import LeadStatus
-from .lenient import ALIASES, apply_aliases, normalise
+from .lenient import ALIASES, PLUS4_FIELD, apply_aliases, normalise
 from .settings import Settings
 
 #: The standard lead fields of the original API (a body needs at least one).
@@ -65,6 +66,9 @@ _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _INT64 = (-(2**63), 2**63 - 1)
 
 REQUIRED_MESSAGE = "Is required."
+#: The state's refusal: what is expected, with an example (never the value sent).
+STATE_RULE = "Must be a 2-letter USPS state or territory code, such as TX."
+DATE_RULE = "Must be a real date in YYYY-MM-DD form, such as 1990-01-31."
 #: "Letters" in the OpenAPI patterns: JSON Schema regexes are not Unicode-aware (no x or ÷).
 LATIN_LETTERS = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
 
@@ -114,9 +118,11 @@ class Text(fields.Field[str]):
 class Digits(Text):
     """Exactly ``count`` ASCII digits; a JSON integer is accepted if it renders so."""
 
-    def __init__(self, count: int, lenient_rule: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, count: int, example: str, lenient_rule: str | None = None, **kwargs: Any) -> None:
         super().__init__(max_length=count, **kwargs)
         self.count = count
+        #: The refusal says what is expected, with an example (never the value sent).
+        self.rule = f"Must be exactly {count} digits, such as {example}."
         #: What a lenient source accepts, said in its refusal (what normalisation could not fix).
         self.lenient_rule = lenient_rule
 
@@ -127,7 +133,7 @@ class Digits(Text):
             parent = self.parent
             if self.lenient_rule and isinstance(parent, LeadSchema) and parent.lenient:
                 raise self.make_error("bad", problem=self.lenient_rule)
-            raise self.make_error("bad", problem=f"Must be exactly {self.count} digits.")
+            raise self.make_error("bad", problem=self.rule)
         return value
 
     def openapi(self) -> dict[str, Any]:
@@ -193,11 +199,15 @@ class City(Text):
 
 
 class State(Text):
-    def check(self, value: str) -> str:
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if not isinstance(value, str):
+            raise self.make_error("type")
         code = value.upper()
-        if code not in US_STATES:
-            raise self.make_error("bad", problem="Must be a 2-letter USPS state or territory code.")
-        return code
+        if code in US_STATES:  # at most 2 letters: no text problem to find
+            return code
+        # "Texas" is told what a state is, not that it is longer than 2 characters.
+        problem = text_problem(value, self.max_length) if len(value) <= self.max_length else None
+        raise self.make_error("bad", problem=problem or STATE_RULE)
 
     def openapi(self) -> dict[str, Any]:
         # Any case: [Nn][Yy] for NY, and so on (JSON Schema regexes have no flags).
@@ -212,7 +222,7 @@ class BirthDate(Text):
                 raise ValueError
             born = date.fromisoformat(value)
         except ValueError:
-            raise self.make_error("bad", problem="Must be a real date in YYYY-MM-DD form.") from None
+            raise self.make_error("bad", problem=DATE_RULE) from None
         # The latest "today" anywhere on Earth (UTC+14), so no real birthday is refused.
         if born > (_settings(self).clock() + timedelta(hours=14)).date():
             raise self.make_error("bad", problem="Must not be in the future.")
@@ -232,24 +242,82 @@ class TransactionId(Text):
         return {"type": "string", "pattern": "^" + TRANSACTION_ID.pattern + "$"}
 
 
-#: An https URL whose host is a plain DNS name and which holds no white space: every such
-#: text passes ``is_https_url``, so the usual TrustedForm URL skips urlsplit's cost.
-PLAIN_HTTPS_URL = re.compile(r"https://[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.?(?::[0-9]{1,5})?(?:[/?#]\S*)?")
+#: A port: 1-65535, no leading zero.
+_PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+#: An https URL whose host is a plain ASCII host name, with no user name, no escape, no ``\``, and
+#: only printable ASCII after it: every such text passes ``is_https_url``, so the usual
+#: TrustedForm URL skips the full check's cost.  The last label starts with a letter (browsers
+#: read a host ending in a number as an IPv4 address: ``https://1.2`` is 1.0.0.2 to them, ``1.2``
+#: to urllib); an ``xn--`` label is left to the full check (browsers refuse one that is no valid
+#: IDNA).  A look-ahead per label costs little; nested groups per label cost twice the match.
+PLAIN_HTTPS_URL = re.compile(
+    rf"https://(?:(?![Xx][Nn]--)[A-Za-z0-9-]+\.)*(?![Xx][Nn]--)[A-Za-z][A-Za-z0-9-]*\.?(?::{_PORT})?"
+    r"(?:[/?#][!-\[\]-~]*)?")
+_HOST_LABEL = re.compile(r"[A-Za-z0-9-]+")
+_PORT_TEXT = re.compile(_PORT)
+_WHITE_SPACE = re.compile(r"\s")
+#: Where the authority ends, for browsers and urllib alike once ``\`` is refused.
+_AUTHORITY_END = re.compile(r"[/?#]")
+
+
+def _host_name_ok(host: str) -> bool:
+    """A host name browsers and urllib read alike: ASCII letter, digit and hyphen labels (an
+    ``xn--`` label only if it is valid IDNA, as browsers require), the last one starting with a
+    letter, an optional final dot.  Browsers lower-case it, as urllib's ``hostname`` does."""
+    labels = (host[:-1] if host.endswith(".") else host).split(".")
+    if not all(_HOST_LABEL.fullmatch(label) for label in labels) or not labels[-1][0].isalpha():
+        return False
+    for label in labels:
+        if label[:4].lower() == "xn--":
+            try:
+                if idna.encode(idna.decode(label)).decode("ascii") != label.lower():
+                    return False
+            except (idna.IDNAError, UnicodeError, ValueError):
+                return False
+    return True
 
 
 def is_https_url(value: str) -> bool:
-    """The rule for TrustedForm URLs: scheme https, a host, no space."""
-    try:
+    """The rule for TrustedForm URLs (contract section 9): scheme https; a host name (no user
+    name or password, no ``\\``, no percent-escape, no IP address); a port in 1-65535 if any;
+    no white space, control or invisible (Cf) character anywhere; and what urllib reads as the
+    host and port is what a browser (WHATWG URL parsing) reads."""
+    if value[:8].lower() != "https://" or "\\" in value or _WHITE_SPACE.search(value):
+        return False
+    if text_character_problem(value) or has_invisible(value):
+        return False
+    rest = value[8:]
+    end = _AUTHORITY_END.search(rest)
+    authority = rest[: end.start()] if end else rest
+    host, colon, port = authority.partition(":")
+    if (colon and not _PORT_TEXT.fullmatch(port)) or not host.isascii() or not _host_name_ok(host):
+        return False
+    try:  # the same host and port for Python as for a browser
         parts = urlsplit(value)
-        return parts.scheme == "https" and bool(parts.hostname) and " " not in value
+        return parts.scheme == "https" and parts.hostname == host.lower() and parts.port == (
+            int(port) if colon else None)
     except ValueError:
         return False
+
+
+#: What a TrustedForm URL must be, said in its refusal.
+HTTPS_URL_RULE = ("Must be an https URL with a host name and no user name, such as "
+                  "https://cert.trustedform.com/0123abcd.")
+
+
+#: The URL rule, for the OpenAPI descriptions.
+URL_RULE_TEXT = (
+    "https, then a host name that browsers and Python read alike: ASCII letters, digits and - in dot-separated "
+    "labels, the last starting with a letter (no IP address; an xn-- label only if valid IDNA); no user name or "
+    "password, no backslash, no percent-escape in the host; a port 1-65535 if any; no white space, control or "
+    "invisible character anywhere."
+)
 
 
 class HttpsUrl(Text):
     def check(self, value: str) -> str:
         if not PLAIN_HTTPS_URL.fullmatch(value) and not is_https_url(value):
-            raise self.make_error("bad", problem="Must be an https URL.")
+            raise self.make_error("bad", problem=HTTPS_URL_RULE)
         return value
 
     def openapi(self) -> dict[str, Any]:
@@ -268,7 +336,9 @@ class LeadSchema(Schema):
                                                  "domain in IDNA ASCII form; a dedupe field."})
     mobile = Digits(
         10,
-        lenient_rule="Must be a 10-digit US number; punctuation, spaces and a leading +1 or 1 are allowed.",
+        "5551234567",
+        lenient_rule="Must be a 10-digit US number, such as 5551234567 or (555) 123-4567; punctuation, spaces "
+                     "and a leading +1 or 1 are allowed.",
         metadata={"description": "10-digit phone number, digits only (a JSON integer is accepted if it renders "
                                  "so); a dedupe field. A lenient source also takes punctuation, spaces and a "
                                  "leading +1 or 1."},
@@ -280,7 +350,8 @@ class LeadSchema(Schema):
                                               "upper-cased."})
     zip_code = Digits(
         5,
-        lenient_rule="Must be 5 digits, or ZIP+4 (12345-6789).",
+        "90210",
+        lenient_rule="Must be 5 digits or ZIP+4, such as 90210 or 90210-1234.",
         metadata={"description": "5-digit ZIP code (a JSON integer is accepted if it has 5 digits). A lenient "
                                  "source also takes ZIP+4 and keeps the +4 as extra.zip_plus4."},
     )
@@ -289,10 +360,10 @@ class LeadSchema(Schema):
                                                                  "A-Z a-z 0-9 . _ -; generated if omitted. "
                                                                  "Retrying with it never stores twice."})
     xxTrustedFormToken = Text(255, metadata={"description": "TrustedForm token; stored as trusted_form.token."})
-    xxTrustedFormCertUrl = HttpsUrl(2048, metadata={"description": "TrustedForm certificate URL (https); "
-                                                                    "stored as trusted_form.cert_url."})
-    xxTrustedFormPingUrl = HttpsUrl(2048, metadata={"description": "TrustedForm ping URL (https); stored as "
-                                                                   "trusted_form.ping_url."})
+    xxTrustedFormCertUrl = HttpsUrl(2048, metadata={"description": "TrustedForm certificate URL; stored as "
+                                                                    "trusted_form.cert_url. " + URL_RULE_TEXT})
+    xxTrustedFormPingUrl = HttpsUrl(2048, metadata={"description": "TrustedForm ping URL; stored as "
+                                                                   "trusted_form.ping_url. " + URL_RULE_TEXT})
 
     def __init__(self, required: Iterable[str] = (), settings: Settings | None = None, lenient: bool = False) -> None:
         super().__init__()
@@ -498,14 +569,76 @@ def _settings(field: fields.Field[Any]) -> Settings:
     return parent.settings if isinstance(parent, LeadSchema) else Settings()
 
 
-def _prepared(raw: Mapping[str, Any], schema: LeadSchema) -> tuple[dict[str, Any], dict[str, list[str]]]:
+@dataclasses.dataclass(frozen=True)
+class NameSpellings:
+    """The names read without regard to case: ``exact`` as the schema spells them, ``folded``
+    maps each one's lower-case form to it."""
+
+    exact: frozenset[str]
+    folded: dict[str, str]
+
+    @classmethod
+    def of(cls, *names: str) -> NameSpellings:
+        return cls(frozenset(names), {name.lower(): name for name in names})
+
+
+#: A lead's standard names (fields, transaction_id, TrustedForm fields) and the aliases.
+LEAD_NAMES = NameSpellings.of(*DECLARED_FIELDS, *ALIASES)
+#: A lenient source also reads ``zip_plus4`` (the extra it writes the +4 of a ZIP+4 to) in any case.
+LENIENT_LEAD_NAMES = NameSpellings.of(*LEAD_NAMES.exact, PLUS4_FIELD)
+
+
+def fold_names(data: dict[str, Any], names: NameSpellings = LEAD_NAMES) -> dict[str, list[str]]:
+    """Rename, in place, each ASCII name that is one of ``names`` in another case (``Mobile``,
+    ``EMAIL``, ``Zip``, ``XXTRUSTEDFORMCERTURL``) to its own spelling; the problems of a body
+    sending one name in two spellings (reported under the name, never the value).
+
+    The usual body costs one pass of set look-ups (and a lower-case per extra field name),
+    ~0.25 µs for a dozen names.  Only ASCII names fold (the Kelvin sign lower-cases to ``k``).
+    Extra field names keep their case.
+    """
+    exact, folded = names.exact, names.folded
+    for name in data:  # the common case, in one pass: every name spelt as the schema spells it
+        if name not in exact and name.lower() in folded:
+            break
+    else:
+        return {}
+    odd = [name for name in data if name not in exact and name.isascii() and name.lower() in folded]
+    problems: dict[str, list[str]] = {}
+    spelt: dict[str, str] = {}
+    for name in odd:
+        own = folded[name.lower()]
+        value = data.pop(name)
+        if own in data:
+            first = spelt.get(own, own)
+            problems.setdefault(own, []).append(
+                f"Sent twice, as {first} and as {name} (names are read in any case): send it once.")
+        else:
+            data[own] = value
+            spelt[own] = name
+    return problems
+
+
+def own_spelling(name: str, names: NameSpellings = LEAD_NAMES) -> str:
+    """``name`` as the schema spells it if it is one of ``names`` in another case, else ``name``."""
+    return names.folded.get(name.lower(), name) if name.isascii() else name
+
+
+def _prepared(raw: Mapping[str, Any], schema: LeadSchema,
+              names: NameSpellings | None = None) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """What the rules see, for a lead and a ping alike: NFC and trimmed text, blanks dropped,
-    aliases renamed (with the problems of a body sending both), a lenient source's
-    normalisation applied."""
+    standard names in another case read as themselves and aliases renamed (with the problems
+    of a body sending one field twice), a lenient source's normalisation applied."""
     data = normalize_input(raw)
-    errors = apply_aliases(data)
+    if names is None:
+        names = LENIENT_LEAD_NAMES if schema.lenient else LEAD_NAMES
+    errors = fold_names(data, names)
+    aliased = apply_aliases(data)
+    for name, messages in aliased.items():
+        errors.setdefault(name, []).extend(messages)
     if schema.lenient:
-        normalise(data)
+        for name, messages in normalise(data).items():
+            errors.setdefault(name, []).extend(messages)
     return data, errors
 
 
@@ -538,6 +671,12 @@ HASH_SUFFIX = "_sha256"
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
+#: A ping's names read in any case: a lead's, and the hashes of the standard fields (``EMAIL_SHA256``).
+#: A custom dedupe field's name, and so its hash's, keeps its case, as every extra field name does.
+PING_NAMES = NameSpellings.of(*LEAD_NAMES.exact, *(name + HASH_SUFFIX for name in LEAD_FIELDS))
+LENIENT_PING_NAMES = NameSpellings.of(*PING_NAMES.exact, PLUS4_FIELD)
+
+
 @dataclasses.dataclass(frozen=True)
 class PingValues:
     """A pre-ping's dedupe values: canonical plain values and lower-case SHA-256 hashes, by field."""
@@ -551,7 +690,7 @@ def ping_values(raw: Mapping[str, Any], schema: LeadSchema, fields: Iterable[str
     """Read the dedupe values of ``fields`` from a pre-ping, plain or hashed, checked and made
     canonical exactly as a lead's (aliases, a lenient source's normalisation, NFC, IDNA...);
     anything else in the ping is ignored."""
-    data, errors = _prepared(raw, schema)
+    data, errors = _prepared(raw, schema, LENIENT_PING_NAMES if schema.lenient else PING_NAMES)
     plain: dict[str, str] = {}
     hashed: dict[str, str] = {}
     for field in dict.fromkeys(fields):

@@ -228,9 +228,9 @@ def test_lenient_state_abbreviations(lenient: Poster, state: str, code: str) -> 
 
 def test_a_lenient_refusal_says_what_was_expected(lenient: Poster) -> None:
     data = assert_envelope(lenient.post(lead(mobile="+44 20 7946 0958", zip_code="9021")), 400)
-    assert data["errors"]["mobile"] == ["Must be a 10-digit US number; punctuation, spaces and a leading +1 or 1 "
-                                        "are allowed."]
-    assert data["errors"]["zip_code"] == ["Must be 5 digits, or ZIP+4 (12345-6789)."]
+    assert data["errors"]["mobile"] == ["Must be a 10-digit US number, such as 5551234567 or (555) 123-4567; "
+                                        "punctuation, spaces and a leading +1 or 1 are allowed."]
+    assert data["errors"]["zip_code"] == ["Must be 5 digits or ZIP+4, such as 90210 or 90210-1234."]
 
 
 @pytest.mark.parametrize("database", REAL_BACKENDS, indirect=True)

@@ -101,8 +101,10 @@ def test_load_lead_gives_what_marshmallow_load_gives(data: dict[str, Any], requi
 
 # URL-ish text: every character the fast pattern cares about, and some it refuses.
 url_like = st.builds(lambda head, tail: head + tail,
-                     st.sampled_from(["https://", "HTTPS://", "http://", "https:", "https:///", "https://[", ""]),
-                     st.text(string.ascii_letters + string.digits + ".-:/?#@[]% \t\u00a0\u3002é", max_size=30))
+                     st.sampled_from(["https://", "HTTPS://", "http://", "https:", "https:///", "https://[",
+                                      "https://xn--", "https://a.b:6553", ""]),
+                     st.text(string.ascii_letters + string.digits + ".-:/?#@[]% \t\u00a0\u3002é\\\u200b\u2011\x7f",
+                             max_size=30))
 
 
 @settings(max_examples=2000, deadline=None)
@@ -114,9 +116,16 @@ def test_plain_https_url_shortcut_never_accepts_what_urlsplit_refuses(value: str
 
 
 @pytest.mark.parametrize("value", ["https://cert.trustedform.com/0123abc", "https://a.example:8443/x?y=1#z",
-                                   "https://localhost", "https://a.b./c"])
+                                   "https://localhost", "https://a.b./c", "https://a.com:65535/x"])
 def test_plain_https_urls_take_the_shortcut(value: str) -> None:
     assert PLAIN_HTTPS_URL.fullmatch(value) and is_https_url(value)
+
+
+@pytest.mark.parametrize("value", ["https://a.com:99999/x", "https://a.com:0", "https://a.com\\@b.com",
+                                   "https://u@a.com", "https://%61.com", "https://a.com/\u200b", "https://1.2",
+                                   "https://xn--zz.com"])
+def test_neither_the_shortcut_nor_the_full_rule_takes_these(value: str) -> None:
+    assert not PLAIN_HTTPS_URL.fullmatch(value) and not is_https_url(value)
 
 
 @settings(max_examples=1000, deadline=None)
