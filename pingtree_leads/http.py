@@ -186,7 +186,13 @@ def parse_json(body: bytes) -> dict[str, Any]:
     except RecursionError:
         raise body_error("JSON is nested too deeply.") from None
     except ValueError as exc:
-        message = "JSON object has a duplicate key." if "duplicate key" in str(exc) else "Body is not valid JSON."
+        reason = str(exc)
+        if "duplicate key" in reason:
+            message = "JSON object has a duplicate key."
+        elif "integer string conversion" in reason:  # Python reads at most 4,300 digits
+            message = "A JSON number has too many digits."
+        else:
+            message = "Body is not valid JSON."
         raise body_error(message) from None
     if not isinstance(value, dict):
         raise body_error("Body must be a JSON object.")

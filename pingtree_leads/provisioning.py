@@ -13,7 +13,7 @@ from pymongo.database import Database
 
 from .keys import hash_api_key, new_api_key
 from .mongo import acknowledged, as_utc, parse_object_id
-from .schemas import LEAD_FIELDS, MAX_DEDUPE_FIELDS, REQUIRABLE_FIELDS, dedupe_field_ok
+from .schemas import LEAD_FIELDS, LEAD_NAMES, MAX_DEDUPE_FIELDS, REQUIRABLE_FIELDS, dedupe_field_ok
 from .settings import Settings, utc_now
 from .source_cache import CACHES
 from .sources import CreatedSource
@@ -34,8 +34,18 @@ def field_list(kind: str, names: Iterable[str]) -> list[str]:
         raise TypeError(f"{kind} is a list of field names, not {type(names).__name__}") from None
 
 
+def standard_spelling(name: Any) -> Any:
+    """A standard field's name in another case (``Email``) as the field (``email``): the endpoint
+    reads ``Email`` as ``email``, so a rule naming ``Email`` could never match anything else."""
+    if isinstance(name, str) and name.isascii():
+        own = LEAD_NAMES.folded.get(name.lower())
+        if own in LEAD_FIELDS:
+            return own
+    return name
+
+
 def _check_fields(kind: str, names: Iterable[str], allowed: Sequence[str]) -> list[str]:
-    names = field_list(kind, names)
+    names = [standard_spelling(name) for name in field_list(kind, names)]
     unknown = [n for n in names if n not in allowed]
     if unknown:
         raise ValueError(f"{kind} may only name {', '.join(allowed)}; got {', '.join(map(str, unknown))}")
@@ -44,7 +54,7 @@ def _check_fields(kind: str, names: Iterable[str], allowed: Sequence[str]) -> li
 
 def check_dedupe_fields(names: Iterable[str]) -> list[str]:
     """A source's dedupe fields: standard fields or extra field names, at most ``MAX_DEDUPE_FIELDS``."""
-    names = list(dict.fromkeys(field_list("dedupe_fields", names)))
+    names = list(dict.fromkeys(standard_spelling(name) for name in field_list("dedupe_fields", names)))
     bad = [n for n in names if not isinstance(n, str) or not (n in LEAD_FIELDS or dedupe_field_ok(n))]
     if bad:
         raise ValueError(f"dedupe_fields may name standard fields ({', '.join(LEAD_FIELDS)}) or extra field names "

@@ -31,6 +31,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import random
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -75,10 +76,18 @@ HOLD_KIND = "hold"
 HOLD_PREFIX = "~"
 #: Longest hold a ping may ask for, seconds.
 MAX_HOLD_SECONDS = 300
-#: Every hold also holds ``!<its id>``: never shared, and below every other claim (``"`` is
-#: the next character), so one tight range of the claims index finds a source's holds.
+#: Every hold also takes one of its source's ``max_live_holds`` slots, the claim ``!<n>``: the
+#: unique index then keeps the source's holds to that number.  ``!`` sorts below every other
+#: claim (``"`` is the next character), so one tight range of the index finds a source's holds.
 HOLD_MARK = "!"
 _AFTER_HOLD_MARK = '"'
+#: Random slots a held ping tries before it reads which ones are free.
+SLOT_GUESSES = 3
+
+
+def hold_slot(number: int) -> str:
+    """The claim of hold slot ``number``."""
+    return f"{HOLD_MARK}{number}"
 _LOOKUP_PROJECTION = dict.fromkeys(_LOOKUP_FIELDS, 1)
 # A released claim can be re-taken by a racing request; after this many rounds give up (503).
 MAX_ATTEMPTS = 5
@@ -426,8 +435,8 @@ class LeadRepository:
     # -- pre-ping ----------------------------------------------------------------
 
     def ping(
-        self, source: SourceConfig, claims: Mapping[str, str], hold_seconds: int, now: datetime,
-        max_holds: int | None = None,
+        self, source: SourceConfig, claims: Mapping[str, str], hold_seconds: int, now: datetime, *,
+        max_holds: int,
     ) -> PingResult:
         """Would a post of the consumer with these dedupe ``claims`` (field -> claim) be a
         duplicate now?  With ``hold_seconds`` > 0 an ``accept`` is held: one insert of a hold
@@ -436,8 +445,12 @@ class LeadRepository:
         Of concurrent held pings for one consumer exactly one is held: the unique index
         decides.  Without a hold, one indexed read per value (its hold twin finds a lead
         or a hold alike).  An empty ``claims`` (a source without dedupe) holds nothing.
-        With ``max_holds``, a held accept that would make the source's live holds more than
-        that is withdrawn (``TooManyHolds``): one more indexed count per held ping.
+
+        A source has at most ``max_holds`` live holds, by the same index: each hold also
+        takes one of the source's ``max_holds`` *slots* (the claim ``!<n>``), picked at random;
+        a slot taken by another hold is a refused insert like any other, and after a few such
+        refusals the source's holds are read to pick a free slot, or to raise ``TooManyHolds``
+        (with the time the first live hold ends) when there is none.
         """
         twins = {field: hold_twin(claim) for field, claim in sorted(claims.items(), key=lambda i: i[1])}
         if not twins:
@@ -452,15 +465,16 @@ class LeadRepository:
             return PingResult(LeadStatus.ACCEPT)
         expires = created + timedelta(seconds=hold_seconds)
         held = sorted(twins.values())
-        for _ in range(MAX_ATTEMPTS):
+        slot = hold_slot(random.randrange(max_holds))
+        slot_refusals = 0
+        for _ in range(MAX_ATTEMPTS + SLOT_GUESSES + 1):
             hold_id = unguessable_object_id(now.timestamp())
             try:
                 self.leads.insert_one({"_id": hold_id, "source_id": source.id, "kind": HOLD_KIND,
-                                       "claims": [HOLD_MARK + str(hold_id), *held],
-                                       "hold_expires_at": expires, "created_at": created})
+                                       "claims": [slot, *held], "hold_expires_at": expires, "created_at": created})
             except DuplicateKeyError as exc:
                 violated = _violated(exc.details or {})
-                order = [violated] if violated in held else held
+                order = [violated] if violated in held else [] if violated == slot else held
                 for twin in order:
                     found = self._holder(source, str(twin))
                     if found is None:
@@ -476,30 +490,38 @@ class LeadRepository:
                         shared = sorted(set(found.get("claims") or ()) & wanted)
                         self._release_expired(source, found["_id"], shared, cutoff or created)
                     break
+                else:  # no value is held by anyone: the slot was taken
+                    slot_refusals += 1
+                    slot = (hold_slot(random.randrange(max_holds)) if slot_refusals < SLOT_GUESSES
+                            else self._free_slot(source, max_holds, now))
                 continue
-            if max_holds is not None:
-                self._within_hold_limit(source, hold_id, max_holds, created)
             return PingResult(LeadStatus.ACCEPT, ping_id=str(hold_id), hold_expires_at=expires)
         raise ContentionError("holds kept changing under concurrent writes")
 
-    def _live_holds(self, source: SourceConfig, now: datetime) -> dict[str, Any]:
-        """The filter for ``source``'s live holds: one tight range of the claims index."""
-        return {"source_id": source.id, "claims": {"$gte": HOLD_MARK, "$lt": _AFTER_HOLD_MARK},
-                "hold_expires_at": {"$gt": now}}
-
-    def _within_hold_limit(self, source: SourceConfig, hold_id: ObjectId, max_holds: int, now: datetime) -> None:
-        """Counted after the insert, so the limit is exact under races: of holds inserted at once,
-        each one that sees more than ``max_holds`` (itself included) withdraws, so the holds that
-        stand never number more.  Raises ``TooManyHolds`` after withdrawing."""
-        # The hint: with the expiry condition SecantusDB's planner would scan the collection.
-        live = self._live_holds(source, now)
-        if self.leads.count_documents(live, limit=max_holds + 1, hint=CLAIMS_INDEX) <= max_holds:
-            return
-        self.leads.delete_one({"_id": hold_id, "source_id": source.id, "kind": HOLD_KIND})
-        first = next(self.leads.find(live, {"hold_expires_at": 1}).hint(CLAIMS_INDEX)
-                     .sort("hold_expires_at", ASCENDING).limit(1), None)
-        ends = as_utc(first["hold_expires_at"]) if first is not None else now + timedelta(seconds=1)
-        raise TooManyHolds(ends)
+    def _free_slot(self, source: SourceConfig, max_holds: int, now: datetime) -> str:
+        """A slot no live hold of ``source`` takes (an expired hold in it is deleted first);
+        ``TooManyHolds`` when every one of the ``max_holds`` slots is live.  One read of the
+        source's holds: a tight range of the claims index (the hint: SecantusDB's planner
+        would otherwise scan for this filter)."""
+        live: set[str] = set()
+        expired: dict[str, Any] = {}
+        first_end: datetime | None = None
+        mine = {"source_id": source.id, "claims": {"$gte": HOLD_MARK, "$lt": _AFTER_HOLD_MARK}}
+        for hold in self.leads.find(mine, {"claims": 1, "hold_expires_at": 1}).hint(CLAIMS_INDEX):
+            slots = [claim for claim in hold.get("claims") or () if claim.startswith(HOLD_MARK)]
+            if _hold_live(hold, now):
+                live.update(slots)
+                ends = as_utc(hold["hold_expires_at"])
+                first_end = ends if first_end is None else min(first_end, ends)
+            else:
+                expired.update(dict.fromkeys(slots, hold["_id"]))
+        free = [slot for slot in map(hold_slot, range(max_holds)) if slot not in live]
+        if not free:
+            raise TooManyHolds(first_end or now + timedelta(seconds=1))
+        slot = random.choice(free)
+        if slot in expired:
+            self._drop_expired_hold(source, expired[slot], now)
+        return slot
 
     def purge_expired_holds(self, now: datetime, batch_size: int = 1000) -> int:
         """Delete every hold that has expired (what the TTL index does on a server, and all that

@@ -458,8 +458,11 @@ def dedupe_field_ok(name: str) -> bool:
     """True for a name a source may deduplicate on besides the standard fields: an extra
     field name that is no alias, no TrustedForm or transaction field, and none of the names
     the endpoint reads itself (``xxTest``, ``ping_id``, ``hold_seconds``, ``*_sha256``)."""
-    return (bool(EXTRA_NAME.fullmatch(name)) and name not in DECLARED_FIELDS and name not in ALIASES
-            and name not in RESERVED_NAMES and not name.endswith(HASH_SUFFIX))
+    # In any case: the endpoint reads these names in any case (``Phone`` is ``phone``, ``XXTEST``
+    # the test flag), so a custom rule on one of them could never see a value.
+    lower = name.lower()
+    return (bool(EXTRA_NAME.fullmatch(name)) and lower not in LEAD_NAMES.folded
+            and lower not in _RESERVED_LOWER and not lower.endswith(HASH_SUFFIX))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -525,6 +528,7 @@ def _reported_name(name: str) -> str:
 TEST_FIELD = "xxTest"
 #: Names the endpoint reads itself, never lead data: no source may deduplicate on them.
 RESERVED_NAMES = frozenset({TEST_FIELD, "ping_id", "hold_seconds"})
+_RESERVED_LOWER = frozenset(name.lower() for name in RESERVED_NAMES)
 _TEST_ON = frozenset({"true", "1"})
 _TEST_OFF = frozenset({"false", "0", ""})
 

@@ -15,10 +15,10 @@ Opt in from your ``conftest.py``::
         ...
 
 ``pingtree_leads_database`` is a fresh plain ``mongomock`` database (needs the
-``mongomock`` package), or, when ``PINGTREE_LEADS_TEST_MONGODB_URI`` is set, a fresh
+``mongomock`` package), or, when ``PINGTREE_TEST_MONGODB_URI`` is set, a fresh
 database on that server, dropped afterwards.  Nothing needs patching: the library
 gives its own mongomock collections MongoDB's unique-index rule (dedupe, replay,
-``409``, holds and import behave as on a server; see docs/testing-your-app.md).
+``409``, holds and import behave as on a server; see docs/host-quickstart.md).
 pytest and mongomock are needed only where this module is used, never at run time.
 """
 
@@ -36,7 +36,9 @@ from .provisioning import create_source
 from .sources import CreatedSource
 
 #: A real server for the fixtures instead of mongomock (a fresh database per test, dropped after).
-URI_VARIABLE = "PINGTREE_LEADS_TEST_MONGODB_URI"
+#: Not ``PINGTREE_LEADS_...``: that prefix is the library's config namespace, and a host copying
+#: its environment into ``app.config`` would meet an unknown key.
+URI_VARIABLE = "PINGTREE_TEST_MONGODB_URI"
 
 SourceFactory = Callable[..., CreatedSource]
 

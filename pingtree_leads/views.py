@@ -53,6 +53,8 @@ FETCH_PARAMETERS = ("lead_id", "transaction_id")
 PING_FIELD = "ping_id"
 #: How long a pre-ping holds its answer, seconds.
 HOLD_FIELD = "hold_seconds"
+#: Longest digit text read as a number (``hold_seconds``); longer is 400, never a 500.
+MAX_NUMBER_TEXT = 20
 
 
 def _active_source(runtime: LeadsRuntime, db_source_id: str) -> SourceConfig:
@@ -68,14 +70,16 @@ def create_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
     source = _active_source(runtime, db_source_id)
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     settings = runtime.settings
+    in_query = _query_test_values()
     try:
         raw = lead_fields(request, settings.max_body_bytes)
     except ApiError as exc:
-        if exc.code == 400:  # a body that is no set of fields: a refusal like any other
+        # A body that is no set of fields: a refusal like any other, unless the query says test.
+        if exc.code == 400 and not _test_flag({}, in_query)[0]:
             signals.send(signals.lead_rejected, app, source=source.public(),
                          lead_status=LeadStatus.INVALID_FIELD.value, fields=[])
         raise
-    test, test_problems = _test_flag(raw)
+    test, test_problems = _test_flag(raw, in_query)
     ping_id, ping_problems = _pop_ping_id(raw)
     checked = validate_lead(raw, schema_for(source.required_fields, settings, source.lenient))
     if test_problems or ping_problems:
@@ -109,17 +113,30 @@ def create_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
     return outcome_response(result, test)
 
 
-def _test_flag(raw: dict[str, Any]) -> tuple[bool, list[str]]:
-    """``xxTest`` wherever the request carries it, taken out of ``raw``: the fields (JSON, form,
-    multipart, or a GET's query string) and a POST's query string; the name in any case.
-    (is a test, problems): sent twice, the values must agree."""
-    sent = [raw.pop(name) for name in [name for name in raw if name.lower() == _TEST_NAME]]
+def _query_test_values() -> list[Any] | str:
+    """The ``xxTest`` values of a POST's query string (names decoded, in any case); for a GET
+    the query string is the fields, read with them.  A query string that cannot be decoded
+    is its problem (a str)."""
     query = request.query_string
-    if request.method != "GET" and query and _TEST_NAME.encode() in query.lower():
-        try:
-            sent += [value for name, value in parse_urlencoded(query).items() if name.lower() == _TEST_NAME]
-        except ApiError:
-            return False, ["The query string is not valid UTF-8."]
+    if request.method == "GET" or not query:
+        return []
+    try:
+        fields = parse_urlencoded(query)
+    except ApiError:
+        return "The query string is not valid UTF-8."
+    return [value for name, value in fields.items() if name.lower() == _TEST_NAME]
+
+
+def _test_flag(raw: dict[str, Any], in_query: list[Any] | str) -> tuple[bool, list[str]]:
+    """``xxTest`` wherever the request carries it, taken out of ``raw``: the fields (JSON, form,
+    multipart, or a GET's query string) and a POST's query string (``in_query``); the name in
+    any case.  (is a test, problems): sent more than once, the values must agree."""
+    if isinstance(in_query, str):
+        return False, [in_query]
+    # A name repeated in the query string arrives as the list of its values (in a body, a list
+    # may be a JSON array: that stays a value, and an invalid one).
+    sent = [item for value in in_query for item in (value if isinstance(value, list) else [value])]
+    sent += [raw.pop(name) for name in [name for name in raw if name.lower() == _TEST_NAME]]
     if not sent:
         return False, []
     answers = [pop_test_flag({TEST_FIELD: value}) for value in sent]
@@ -195,7 +212,7 @@ def ping_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
     """``POST /api/lead/ping/<db_source_id>``: would this consumer be a duplicate, and hold the answer."""
     source = _active_source(runtime, db_source_id)
     raw = lead_fields(request, runtime.settings.max_body_bytes)
-    test, test_problems = _test_flag(raw)
+    test, test_problems = _test_flag(raw, _query_test_values())
     hold_seconds, hold_problems = _hold_seconds(raw.pop(HOLD_FIELD, None))
     candidates = [*source.dedupe_fields, *(f for f in DEDUPE_FIELDS if f not in source.dedupe_fields)]
     values = ping_values(raw, schema_for((), runtime.settings, source.lenient), candidates)
@@ -240,10 +257,11 @@ def _hold_seconds(value: Any) -> tuple[int, list[str]]:
     """``hold_seconds``: a whole number 0-300 (digit strings from forms too); absent or blank is 0."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return 0, []
-    # Short digit texts only: int() refuses (ValueError) texts of over 4,300 digits, and no
-    # longer one is a hold anyone means.
-    if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii() and len(value.strip()) <= 10:
-        value = int(value.strip())
+    # ASCII digits, leading zeros allowed, at most MAX_NUMBER_TEXT of them: int() refuses
+    # (ValueError) texts of over 4,300 digits, and no longer text is a hold anyone means.
+    text = value.strip() if isinstance(value, str) else ""
+    if text.isdigit() and text.isascii() and len(text) <= MAX_NUMBER_TEXT:
+        value = int(text)
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_HOLD_SECONDS:
         return value, []
     return 0, [f"Must be a whole number of seconds from 0 to {MAX_HOLD_SECONDS}."]

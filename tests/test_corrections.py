@@ -13,7 +13,7 @@ import pytest
 from bson import ObjectId
 from flask import Flask
 
-from pingtree_leads import PingtreeLeads, create_source, purge_expired_holds
+from pingtree_leads import PingtreeLeads, create_source, purge_expired_holds, signals
 from pingtree_leads.cli import _Progress
 from pingtree_leads.repository import HOLD_EXPIRY_INDEX, LEAD_INDEXES
 
@@ -23,7 +23,8 @@ from .test_ping import Pinger, pinger
 # -- test mode wherever the request carries it ---------------------------------------------------
 
 
-@pytest.mark.parametrize("query", ["xxTest=true", "xxtest=1", "XXTEST=TRUE"])
+@pytest.mark.parametrize("query", ["xxTest=true", "xxtest=1", "XXTEST=TRUE", "xx%54est=true", "%78%78Test=1",
+                                   "xxTest=1&xxTest=true", "a=b&xxTest=+1+"])
 def test_xxtest_in_a_posts_query_string_is_a_test(database: Any, clock: FakeClock, query: str) -> None:
     p = pinger(database, clock)
     data = assert_envelope(p.client.post(f"{p.url}?{query}", json=lead(), headers=p.headers), 201)
@@ -39,6 +40,28 @@ def test_xxtest_in_a_form_or_multipart_body_or_any_case_is_a_test(database: Any,
         data = assert_envelope(p.client.post(p.url, headers=p.headers, **sent), 201)
         assert data["test"] is True, kind
     assert p.count() == 0
+
+
+def test_a_percent_encoded_test_ping_holds_nothing(database: Any, clock: FakeClock) -> None:
+    p = pinger(database, clock)
+    data = assert_envelope(p.client.post(f"{p.ping_url}?xx%54est=true", json={"email": "q@example.com",
+                                                                              "hold_seconds": 30},
+                                         headers=p.headers), 200)
+    assert data == {"lead_status": "accept", "test": True} and p.holds() == []
+
+
+def test_a_test_with_an_unreadable_body_sends_no_signal(database: Any, clock: FakeClock) -> None:
+    p = pinger(database, clock)
+    seen: list[Any] = []
+    app = p.client.application
+    with signals.lead_rejected.connected_to(lambda sender, **kw: seen.append(kw), sender=app):
+        answer = p.client.post(f"{p.url}?xxTest=true", data=b"{bad", headers={**p.headers,
+                                                                             "Content-Type": "application/json"})
+        assert_envelope(answer, 400)
+        assert seen == []
+        assert_envelope(p.client.post(p.url, data=b"{bad", headers={**p.headers, "Content-Type": "application/json"}),
+                        400)
+        assert len(seen) == 1  # a real post's refusal is signalled
 
 
 def test_xxtest_given_twice_must_agree(database: Any, clock: FakeClock) -> None:
@@ -72,7 +95,7 @@ def test_a_test_ping_answers_as_usual_and_holds_nothing(database: Any, clock: Fa
 # -- numbers and parameters -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", ["9" * 5000, "0" * 5000, "1" + "0" * 4400, "00000000300"])
+@pytest.mark.parametrize("value", ["9" * 5000, "0" * 5000, "1" + "0" * 4400, "0" * 19 + "30"])
 def test_over_long_hold_seconds_is_400_not_500(database: Any, clock: FakeClock, value: str) -> None:
     p = pinger(database, clock)
     for sent in ({"json": {"email": "n@example.com", "hold_seconds": value}},
@@ -80,7 +103,9 @@ def test_over_long_hold_seconds_is_400_not_500(database: Any, clock: FakeClock, 
         data = assert_envelope(p.client.post(p.ping_url, headers=p.headers, **sent), 400)
         assert data["fields"] == ["hold_seconds"]
     assert p.holds() == []
-    assert "ping_id" in assert_envelope(p.ping({"email": "n@example.com", "hold_seconds": "0300"}), 200)
+    for value in ("0300", "0" * 18 + "30"):  # leading zeros are fine up to 20 characters
+        assert "ping_id" in assert_envelope(p.ping({"email": f"n{len(value)}@example.com", "hold_seconds": value}),
+                                            200)
 
 
 def test_a_repeated_fetch_parameter_is_400(database: Any, clock: FakeClock) -> None:
@@ -152,8 +177,14 @@ def test_racing_held_pings_never_exceed_max_live_holds(database: Any) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert set(answers) <= {200, 429} and 1 <= answers.count(200) <= 5
-    assert len(p.holds()) == answers.count(200)
+    assert set(answers) <= {200, 429} and answers.count(200) == 5  # every slot taken, none more
+    assert len(p.holds()) == 5
+    # The refused consumers were never held: each is accepted now (no false duplicate).
+    held = {hold["claims"][-1] for hold in p.holds()}
+    assert len(held) == 5
+    for n in range(24):
+        assert_envelope(p.post(lead(email=f"r{n}@example.com")), 201)
+    assert p.leads() == 1 + 19  # the first lead, and the 19 consumers nobody holds
 
 
 def test_expired_holds_are_removed_by_ttl_or_purge(database: Any, clock: FakeClock) -> None:
@@ -200,3 +231,31 @@ def test_a_warning_never_lands_on_the_progress_line(capsys: pytest.CaptureFixtur
         bar.update(3)
         raise RuntimeError("stop")
     assert capsys.readouterr().err.endswith("\n")
+
+
+# -- names of rules in another case -------------------------------------------------------------------
+
+
+def test_rules_naming_a_standard_field_in_another_case_name_the_field(database: Any, clock: FakeClock) -> None:
+    """The endpoint reads ``Email`` as ``email``: a rule on ``Email`` is the rule on ``email``."""
+    src = create_source(database, "Cased rules", dedupe_fields=["Email", "MOBILE"], required_fields=["Zip_Code"])
+    stored = database["database_sources"].find_one({"_id": ObjectId(src.id)})
+    assert stored["dedupe_fields"] == ["email", "mobile"] and stored["required_fields"] == ["zip_code"]
+    p = Pinger(make_app(database, clock=clock).test_client(), database, src)
+    assert assert_envelope(p.post({"Email": "same@example.com", "zip": "10001"}), 201)["lead_status"] == "accept"
+    assert assert_envelope(p.post({"EMAIL": "same@example.com", "zip": "10001"}), 201)["lead_status"] == "duplicate"
+    assert assert_envelope(p.post({"email": "other@example.com"}), 400)["lead_status"] == "missingField"
+
+
+@pytest.mark.parametrize("name", ["Phone", "ZIP", "xxtest", "XXTEST", "Ping_Id", "HOLD_SECONDS", "Transaction_ID",
+                                  "xxtrustedformtoken", "Email_SHA256"])
+def test_a_custom_dedupe_field_may_not_be_a_read_name_in_any_case(database: Any, name: str) -> None:
+    with pytest.raises(ValueError):
+        create_source(database, "Bad rule", dedupe_fields=[name])
+
+
+def test_a_json_number_too_long_for_python_says_so(database: Any, clock: FakeClock) -> None:
+    p = pinger(database, clock)
+    answer = p.client.post(p.url, data=b'{"mobile": ' + b"5" * 5000 + b"}",
+                           headers={**p.headers, "Content-Type": "application/json"})
+    assert assert_envelope(answer, 400)["errors"] == {"_body": ["A JSON number has too many digits."]}

@@ -68,7 +68,7 @@ def test_the_page_has_the_blocks_this_test_runs() -> None:
 def test_the_hosts_tests_pass_with_the_plugin(project: Path, backend: str, request: pytest.FixtureRequest) -> None:
     extra = {}
     if backend == "secantus":
-        extra["PINGTREE_LEADS_TEST_MONGODB_URI"] = request.getfixturevalue("secantus_uri")
+        extra["PINGTREE_TEST_MONGODB_URI"] = request.getfixturevalue("secantus_uri")
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(project)],
                           cwd=project, env=env(project, **extra), capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
