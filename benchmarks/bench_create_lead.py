@@ -329,7 +329,7 @@ class Bench:
         elif path == "post_ping":  # hold the consumer first (not timed), then post with the ping_id
             claims = {rule: claim for rule, claim in lead_claims(self.source, "-", valid_lead(n)).items()
                       if rule != "transaction_id"}
-            held = self.repository.ping(self.source, claims, 60, utc_now())
+            held = self.repository.ping(self.source, claims, 60, utc_now(), max_holds=Settings.max_live_holds)
             assert held.ping_id is not None, held
             body["ping_id"] = held.ping_id
         return json.dumps(body).encode()

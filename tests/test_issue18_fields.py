@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pingtree_leads import PingtreeLeads, create_source
+from pingtree_leads import create_source
 from pingtree_leads.canonical import has_invisible
 from pingtree_leads.lenient import UNICODE_DASHES, UNICODE_SPACES, normalise
 from pingtree_leads.schemas import (
@@ -32,6 +32,7 @@ from pingtree_leads.schemas import (
 )
 
 from .conftest import FakeClock, Poster, assert_envelope, lead, write_csv
+from .test_import_cli import cli_app, run  # noqa: F401  (cli_app is a fixture)
 
 
 @pytest.fixture
@@ -181,23 +182,12 @@ def test_any_casing_of_a_standard_name_folds_to_it(name: str, flips: list[bool])
 # -- the import and the pre-ping read names alike -------------------------------------------------
 
 
-@pytest.fixture
-def cli_app(database: Any, clock: FakeClock) -> Flask:
-    app = Flask("issue18_cli_host")
-    PingtreeLeads().init_app(app, database=database, clock=clock)
-    return app
-
-
-def run_import(app: Flask, *args: str) -> Any:
-    return app.test_cli_runner().invoke(args=["pingtree-leads", "import", *args])
-
-
-def test_the_import_reads_header_names_in_any_case(cli_app: Flask, database: Any, tmp_path: Path) -> None:
+def test_the_import_reads_header_names_in_any_case(cli_app: Flask, database: Any, tmp_path: Path) -> None:  # noqa: F811
     src = create_source(database, "Import")
     path = write_csv(tmp_path / "c.csv", ["EMAIL", "Mobile", "Zip", "UTM_Source"],
                      [["Imp@Example.com", "5551230026", "10001", "x"],
                       ["imp@example.com", "5551230027", "10001", "y"]])  # a duplicate of row 1 (email)
-    result = run_import(cli_app, src.id, str(path), "--json")
+    result = run(cli_app, src.id, str(path), "--json")
     assert result.exit_code == 0, result.output
     assert "Warning" not in result.stderr  # EMAIL is email: no look-alike column
     docs = list(database["leads"].find({}, {"_id": 0}))
@@ -206,10 +196,12 @@ def test_the_import_reads_header_names_in_any_case(cli_app: Flask, database: Any
     assert docs[0]["extra"] == {"UTM_Source": "x"}
 
 
-def test_an_import_header_with_both_spellings_is_refused(cli_app: Flask, database: Any, tmp_path: Path) -> None:
+def test_an_import_header_with_both_spellings_is_refused(
+    cli_app: Flask, database: Any, tmp_path: Path,  # noqa: F811
+) -> None:
     src = create_source(database, "Import twice")
     path = write_csv(tmp_path / "c.csv", ["email", "Email"], [["a@example.com", "b@example.com"]])
-    result = run_import(cli_app, src.id, str(path))
+    result = run(cli_app, src.id, str(path))
     assert result.exit_code != 0 and "more than one column maps to: email" in result.output
     assert "leads" not in database.list_collection_names() or database["leads"].count_documents({}) == 0
 
