@@ -34,6 +34,10 @@ class LeadStatus(str, enum.Enum):
     MISSING_FIELD = "missingField"
     INVALID_FIELD = "invalidField"
     CONFLICT = "conflict"
+    #: Over one of the source's caps (contract section 10): nothing stored; ``retry_at`` says when.
+    CAPPED = "capped"
+    #: On a suppression list the source checks, or an erased consumer: nothing stored, no list named.
+    SUPPRESSED = "suppressed"
 
     def __str__(self) -> str:
         return self.value
@@ -58,6 +62,8 @@ MESSAGES = {
 ACCEPTED_MESSAGE = "Lead accepted"
 REPLAYED_MESSAGE = "Lead already accepted with this transaction_id"
 DUPLICATE_MESSAGE = "Duplicate lead: not stored"
+CAPPED_MESSAGE = "Source cap reached: not stored; retry at retry_at"
+SUPPRESSED_MESSAGE = "Lead not accepted: not stored"
 MISSING_FIELD_MESSAGE = "Missing required field(s)"
 INVALID_FIELD_MESSAGE = "Invalid field(s)"
 BODY_ERROR_MESSAGE = "Request body is not a valid lead"
