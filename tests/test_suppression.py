@@ -8,10 +8,12 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pymongo
 import pytest
 from flask import Flask
 
@@ -28,7 +30,7 @@ from pingtree_leads.errors import SUPPRESSED_MESSAGE
 from pingtree_leads.suppression import MAX_SOURCE_LISTS, SUPPRESSION_EXPIRY_INDEX, SUPPRESSION_INDEX
 
 from .conftest import FakeClock, Poster, assert_envelope, lead, make_app, write_csv
-from .test_storage import CommandLog, monitored, server_uri  # noqa: F401 - fixtures
+from .test_storage import CommandLog, server_uri  # noqa: F401 - server_uri is a fixture
 
 LIST = "dnc-secret-list-name"
 
@@ -120,7 +122,7 @@ def test_custom_field_entries_match_that_field_only(app: Flask, database: Any, c
     with pytest.raises(ValueError, match="not a valid email"):
         suppress(database, LIST, emails=["nope"])
     with pytest.raises(TypeError):
-        suppress(database, LIST, emails="one@example.com")  # type: ignore[arg-type]
+        suppress(database, LIST, emails="one@example.com")
 
 
 def test_expired_entries_never_suppress(app: Flask, database: Any, clock: FakeClock) -> None:
@@ -153,7 +155,7 @@ def test_list_names_are_checked(database: Any) -> None:
     with pytest.raises(ValueError, match="list name"):
         create_source(database, "Bad", suppression_lists=["has space"])
     with pytest.raises(TypeError):
-        create_source(database, "Bad", suppression_lists="dnc")  # type: ignore[arg-type]
+        create_source(database, "Bad", suppression_lists="dnc")
     with pytest.raises(ValueError, match="at most"):
         create_source(database, "Bad", suppression_lists=[f"l{i}" for i in range(MAX_SOURCE_LISTS + 1)])
     create_source(database, "Fine", suppression_lists=["not-yet-filled", "not-yet-filled"])
@@ -273,8 +275,19 @@ def test_the_collection_is_an_option(database: Any, clock: FakeClock) -> None:
 # -- costs ------------------------------------------------------------------------------------
 
 
-def test_one_indexed_read_for_a_source_with_lists_and_none_without(monitored: tuple[Any, CommandLog]) -> None:
-    db, log = monitored
+@pytest.fixture
+def watched(server_uri: str) -> Iterator[tuple[Any, CommandLog]]:  # noqa: F811 - the fixture imported above
+    """A database on the real server whose commands are recorded."""
+    log = CommandLog()
+    client = pymongo.MongoClient(server_uri, event_listeners=[log], serverSelectionTimeoutMS=5000)
+    name = f"ptl_suppress_{uuid.uuid4().hex[:10]}"
+    yield client[name], log
+    client.drop_database(name)
+    client.close()
+
+
+def test_one_indexed_read_for_a_source_with_lists_and_none_without(watched: tuple[Any, CommandLog]) -> None:
+    db, log = watched
     app = make_app(db)
     with_lists = Poster(app.test_client(), db, create_source(db, "Lists", suppression_lists=[LIST, "other"]))
     without = Poster(app.test_client(), db, create_source(db, "Plain"))
@@ -338,7 +351,9 @@ def test_an_add_before_the_post_is_never_stored_after_it(real_database: Any) -> 
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=adder, args=(values[0::2],)), threading.Thread(target=adder, args=(values[1::2],)),
+    # Adders go front to back, posters back to front: they meet in the middle.
+    threads = [threading.Thread(target=adder, args=(values[0::2],)),
+               threading.Thread(target=adder, args=(values[1::2],)),
                threading.Thread(target=poster, args=(values[::-1][0::2],)),
                threading.Thread(target=poster, args=(values[::-1][1::2],))]
     for thread in threads:
