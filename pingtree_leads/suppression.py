@@ -262,15 +262,15 @@ class SuppressionStore:
             raise ValueError("expires_at must be timezone-aware (UTC)")
         added = updated = 0
         for start in range(0, len(entries), BATCH_SIZE):
-            ops = [UpdateOne({"list": list_name, "key": key}, _entry_update(field, expires_at, now), upsert=True)
-                   for field, key in entries[start:start + BATCH_SIZE]]
-            if ops and is_mongomock(self.collection):
+            writes = [({"list": list_name, "key": key}, _entry_update(field, expires_at, now))
+                      for field, key in entries[start:start + BATCH_SIZE]]
+            if writes and is_mongomock(self.collection):
                 # mongomock's bulk_write does not take pymongo 4.9's UpdateOne: one update each (tests only).
-                for op in ops:
-                    one = self.collection.update_one(op._filter, op._doc, upsert=True)
+                for query, update in writes:
+                    one = self.collection.update_one(query, update, upsert=True)
                     added, updated = added + (one.upserted_id is not None), updated + one.matched_count
-            elif ops:
-                result = self.collection.bulk_write(ops, ordered=False)
+            elif writes:
+                result = self.collection.bulk_write([UpdateOne(q, u, upsert=True) for q, u in writes], ordered=False)
                 added += result.upserted_count
                 updated += result.matched_count
         return SuppressionWrite(added, updated)

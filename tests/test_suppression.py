@@ -264,6 +264,20 @@ def test_cli_add_list_import_remove(app: Flask, database: Any, clock: FakeClock,
     assert database["database_sources"].find_one({"name": "CLI"})["suppression_lists"] == ["dnc", "complainers"]
 
 
+def test_without_index_creation_the_index_must_be_there(database: Any, clock: FakeClock) -> None:
+    app = make_app(database, clock=clock, create_indexes=False)
+    from pingtree_leads import ensure_indexes, ensure_suppression_indexes
+
+    ensure_indexes(database)
+    p = poster_for(app, database, clock)
+    assert p.post(lead()).status_code == 500  # a source with lists needs the suppression index
+    assert "suppressions" not in database.list_collection_names()  # and nothing was created
+    ensure_suppression_indexes(database)
+    assert assert_envelope(p.post(lead()), 201)["lead_status"] == "accept"
+    plain = poster_for(app, database, clock, suppression_lists=[])
+    assert assert_envelope(plain.post(lead()), 201)["lead_status"] == "accept"
+
+
 def test_the_collection_is_an_option(database: Any, clock: FakeClock) -> None:
     app = make_app(database, clock=clock, suppressions_collection="dnc_entries")
     p = poster_for(app, database, clock)
