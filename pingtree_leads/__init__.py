@@ -10,11 +10,20 @@ from . import signals
 from .blueprint import LeadsBlueprint, create_blueprint
 from .extension import PingtreeLeads
 from .migration import MigrationReport, migrate_storage
-from .provisioning import create_source, rotate_api_key, set_source_active
+from .provisioning import create_source, rotate_api_key, set_source_active, set_suppression_lists
 from .repository import LeadIndexError, LeadRepository, find_lead
 from .runtime import EXTENSION_KEY, AppRuntimes, LeadsRuntime, get_runtime
 from .settings import Settings
 from .sources import CreatedSource, PublicSource
+from .suppression import (
+    SuppressionWrite,
+    clear_suppression_list,
+    ensure_suppression_indexes,
+    import_suppressions,
+    suppress,
+    suppression_lists,
+    unsuppress,
+)
 from .version import __version__
 
 __all__ = [
@@ -28,17 +37,25 @@ __all__ = [
     "PingtreeLeads",
     "PublicSource",
     "Settings",
+    "SuppressionWrite",
     "__version__",
+    "clear_suppression_list",
     "create_blueprint",
     "create_source",
     "ensure_indexes",
+    "ensure_suppression_indexes",
     "find_lead",
     "get_runtime",
+    "import_suppressions",
     "migrate_storage",
     "purge_expired_holds",
     "rotate_api_key",
     "set_source_active",
+    "set_suppression_lists",
     "signals",
+    "suppress",
+    "suppression_lists",
+    "unsuppress",
 ]
 
 

@@ -15,6 +15,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -24,7 +25,7 @@ from flask.cli import with_appcontext
 from pymongo.errors import OperationFailure, PyMongoError
 
 from . import signals
-from .importer import OUTCOMES, ImportFileError, ImportSummary, count_rows, import_csv, parse_mapping
+from .importer import ImportFileError, ImportSummary, count_rows, import_csv, parse_mapping
 from .migration import migrate_storage
 from .mongo import parse_object_id
 from .openapi import YAMLUnavailableError, openapi_document, to_yaml
@@ -33,6 +34,18 @@ from .repository import LeadIndexError
 from .runtime import LeadsRuntime, get_runtime
 from .schemas import REQUIRABLE_FIELDS, schema_for
 from .sources import SourceConfig
+from .suppression import (
+    HashKind,
+    SuppressionIndexError,
+    SuppressionStore,
+    SuppressionWrite,
+    check_list_names,
+    clear_suppression_list,
+    import_suppressions,
+    suppress,
+    suppression_lists,
+    unsuppress,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,6 +71,14 @@ def _dedupe_names(value: tuple[str, ...]) -> list[str]:
         return check_dedupe_fields(names)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--dedupe") from None
+
+
+def _list_names(value: tuple[str, ...]) -> list[str]:
+    """``--suppression-list``: list names, comma-separated or repeated."""
+    try:
+        return check_list_names([n.strip() for item in value for n in item.split(",") if n.strip()])
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--suppression-list") from None
 
 
 def _friendly_errors(command: F) -> F:
@@ -124,10 +145,12 @@ def source_or_fail(source_id: str) -> SourceConfig:
 @click.option("--inactive", is_flag=True, help="Create the source switched off (it answers 403).")
 @click.option("--lenient", is_flag=True,
               help="Normalise phone punctuation, ZIP+4, state names and MM/DD/YYYY before the rules.")
+@click.option("--suppression-list", "lists", multiple=True, metavar="LIST",
+              help="A suppression list its leads are checked against (repeat or comma-separate).")
 @_friendly_errors
 def create_source_command(
     name: str, required: tuple[str, ...], dedupe: tuple[str, ...], window_days: float | None, inactive: bool,
-    lenient: bool,
+    lenient: bool, lists: tuple[str, ...],
 ) -> None:
     """Create a database source; prints its id and its API key (shown only this once)."""
     if not name.strip():
@@ -137,6 +160,7 @@ def create_source_command(
         required_fields=_names(required, REQUIRABLE_FIELDS, "--required"),
         dedupe_fields=_dedupe_names(dedupe),
         dedupe_window_days=window_days, is_active=not inactive, lenient=lenient, **provisioning(),
+        suppression_lists=_list_names(lists),
     )
     click.echo(f"id:      {created.id}")
     click.echo(f"api key: {created.api_key}")
@@ -299,6 +323,7 @@ def import_command(
         if not source.is_active:
             raise click.ClickException(f"source {source_id} is inactive (the endpoint answers 403): activate it first")
         total = count_rows(csv_file)
+        suppressions = _suppressions_for(rt, source, dry_run)
         if dry_run:
             _warn_unless_indexed(rt)
         else:
@@ -310,6 +335,7 @@ def import_command(
                 mapping=mapping, rejects=reject_file, batch_size=batch_size, progress=bar.update,
                 warn=bar.warn, dry_run=dry_run,
                 validators=rt.validators, notify=functools.partial(signals.send, sender=app),
+                suppressions=suppressions,
             )
     except LeadIndexError:
         raise  # exit 1 with its own message: a setup problem, not a failing server
@@ -323,6 +349,24 @@ def import_command(
         click.echo(f"{'a real import would store' if dry_run else 'imported'} nothing: no row was accepted "
                    "or already imported", err=True)
         click.get_current_context().exit(EXIT_NOTHING_IMPORTED)
+
+
+def _suppressions_for(rt: LeadsRuntime, source: SourceConfig, dry_run: bool) -> SuppressionStore | None:
+    """The store an import checks rows against, for a source with lists.  A dry run creates no
+    index: without the suppression index (so without any list entry written by the library) it
+    checks nothing."""
+    if not source.suppression_lists:
+        return None
+    if not dry_run:
+        rt.suppressions.ensure_ready(rt.settings.create_indexes)
+        return rt.suppressions
+    try:
+        rt.suppressions.check_indexes()
+    except SuppressionIndexError:
+        click.echo("Warning: the suppression index is not in place: this dry run checks no suppression list",
+                   err=True)
+        return None
+    return rt.suppressions
 
 
 def _warn_unless_indexed(rt: LeadsRuntime) -> None:
@@ -422,16 +466,168 @@ def _print_summary(
     if dry_run:
         click.echo("dry run, nothing stored; the counts a real import would give now")
     click.echo(f"rows: {summary.rows}")
-    for name in OUTCOMES:
-        click.echo(f"{name}: {counts[name]}")
+    for name, count in counts.items():
+        click.echo(f"{name}: {count}")
     if rejects:
         click.echo(f"rejected rows written to {rejects}")
     click.echo(f"elapsed {elapsed:.2f} s")
+
+
+# -- suppression lists ------------------------------------------------------------------------
+
+
+@click.group("suppress")
+def suppress_group() -> None:
+    """Suppression lists: add, remove, import and list hashed values (contract section 10)."""
+
+
+def _pairs(items: tuple[str, ...], option: str) -> dict[str, list[str]]:
+    """``FIELD=VALUE`` options as {field: [values]}."""
+    found: dict[str, list[str]] = {}
+    for item in items:
+        field, sep, value = item.partition("=")
+        if not sep or not field:
+            raise click.BadParameter("takes FIELD=VALUE", param_hint=option)
+        found.setdefault(field, []).append(value)
+    return found
+
+
+def _values_options(command: F) -> F:
+    for decorator in reversed((
+        click.option("--email", "emails", multiple=True, metavar="EMAIL", help="An email address (repeatable)."),
+        click.option("--mobile", "mobiles", multiple=True, metavar="MOBILE",
+                     help="A US mobile number, in any spelling (repeatable)."),
+        click.option("--value", "values", multiple=True, metavar="FIELD=VALUE",
+                     help="A custom field's value (repeatable)."),
+        click.option("--sha256", "sha256", multiple=True, metavar="FIELD=HEX",
+                     help="The SHA-256 of a field's canonical value (repeatable)."),
+        click.option("--md5", "md5", multiple=True, metavar="FIELD=HEX",
+                     help="The MD5 of a field's canonical value, as other platforms export them (repeatable)."),
+    )):
+        command = decorator(command)
+    return command
+
+
+def _expiry(expires_at: datetime | None, expires_in_days: float | None) -> datetime | None:
+    if expires_at is not None and expires_in_days is not None:
+        raise click.UsageError("give --expires-at or --expires-in-days, not both")
+    if expires_in_days is not None:
+        return runtime().settings.clock() + timedelta(days=expires_in_days)
+    if expires_at is not None and expires_at.tzinfo is None:
+        return expires_at.replace(tzinfo=timezone.utc)  # a date or time without a zone is UTC
+    return expires_at
+
+
+def _collection() -> dict[str, Any]:
+    return {"suppressions_collection": runtime().settings.suppressions_collection}
+
+
+_expiry_options = (
+    click.option("--expires-at", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]),
+                 default=None, help="When the entries stop suppressing (UTC unless a zone is given)."),
+    click.option("--expires-in-days", type=click.FloatRange(min=0, min_open=True), default=None,
+                 help="Entries stop suppressing after N days."),
+)
+
+
+def _written(list_name: str, written: SuppressionWrite) -> None:
+    click.echo(f"{list_name}: {written.added} added, {written.updated} already there")
+
+
+@suppress_group.command("add")
+@_blueprint_option
+@with_appcontext
+@click.argument("list_name")
+@_values_options
+@_expiry_options[0]
+@_expiry_options[1]
+@_friendly_errors
+def suppress_add(
+    list_name: str, emails: tuple[str, ...], mobiles: tuple[str, ...], values: tuple[str, ...],
+    sha256: tuple[str, ...], md5: tuple[str, ...], expires_at: datetime | None, expires_in_days: float | None,
+) -> None:
+    """Add values to a suppression list (only their hashes are stored)."""
+    try:
+        written = suppress(runtime().database, list_name, emails=emails, mobiles=mobiles,
+                           values=_pairs(values, "--value"), sha256=_pairs(sha256, "--sha256"),
+                           md5=_pairs(md5, "--md5"), expires_at=_expiry(expires_at, expires_in_days),
+                           now=runtime().settings.clock(), **_collection())
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    _written(list_name, written)
+
+
+@suppress_group.command("remove")
+@_blueprint_option
+@with_appcontext
+@click.argument("list_name")
+@_values_options
+@click.option("--all", "everything", is_flag=True, help="Remove every entry of the list.")
+@_friendly_errors
+def suppress_remove(
+    list_name: str, emails: tuple[str, ...], mobiles: tuple[str, ...], values: tuple[str, ...],
+    sha256: tuple[str, ...], md5: tuple[str, ...], everything: bool,
+) -> None:
+    """Remove values (or, with --all, every entry) from a suppression list."""
+    try:
+        if everything:
+            removed = clear_suppression_list(runtime().database, list_name, **_collection())
+        else:
+            removed = unsuppress(runtime().database, list_name, emails=emails, mobiles=mobiles,
+                                 values=_pairs(values, "--value"), sha256=_pairs(sha256, "--sha256"),
+                                 md5=_pairs(md5, "--md5"), **_collection())
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"{list_name}: {removed} removed")
+
+
+@suppress_group.command("import")
+@_blueprint_option
+@with_appcontext
+@click.argument("list_name")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--hash", "kind", type=click.Choice(["plain", "sha256", "md5"]), default="plain", show_default=True,
+              help="What the file holds: plain values, or hex digests of their canonical text.")
+@click.option("--field", default="email", show_default=True, help="email, mobile or a custom field name.")
+@_expiry_options[0]
+@_expiry_options[1]
+@_friendly_errors
+def suppress_import(
+    list_name: str, file: Path, kind: HashKind, field: str, expires_at: datetime | None,
+    expires_in_days: float | None,
+) -> None:
+    """Add a file's values (first CSV column, one per row) to a suppression list."""
+    try:
+        written = import_suppressions(runtime().database, list_name, file, hash=kind, field=field,
+                                      expires_at=_expiry(expires_at, expires_in_days),
+                                      now=runtime().settings.clock(), **_collection())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise click.UsageError(f"{file}: {exc}" if isinstance(exc, UnicodeDecodeError) else str(exc)) from None
+    _written(list_name, written)
+    if written.invalid_rows:
+        shown = ", ".join(map(str, written.invalid_rows[:20])) + (", ..." if written.invalid > 20 else "")
+        click.echo(f"{written.invalid} row(s) not read as {kind} {field} values: {shown}", err=True)
+
+
+@suppress_group.command("list")
+@_blueprint_option
+@with_appcontext
+@_friendly_errors
+def suppress_list() -> None:
+    """The suppression lists and their live entries."""
+    counts = suppression_lists(runtime().database, now=runtime().settings.clock(), **_collection())
+    if not counts:
+        click.echo("no suppression list has an entry")
+        return
+    width = max(len("LIST"), *(len(name) for name in counts))
+    click.echo(f"{'LIST'.ljust(width)}  ENTRIES")
+    for name, count in counts.items():
+        click.echo(f"{name.ljust(width)}  {count}")
 
 
 #: Every command, in the order ``flask pingtree-leads --help`` lists them (added to each blueprint's group).
 COMMANDS: tuple[click.Command, ...] = (
     create_source_command, list_sources, rotate_key, activate, deactivate, ensure_indexes_command,
     purge_holds_command, migrate_storage_command,
-    openapi_command, import_command,
+    openapi_command, import_command, suppress_group,
 )

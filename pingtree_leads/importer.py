@@ -16,6 +16,7 @@ import difflib
 import shlex
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import IO
 
@@ -35,6 +36,7 @@ from .schemas import (
 )
 from .settings import Settings
 from .sources import SourceConfig
+from .suppression import SuppressionStore, lead_keys
 from .validators import LeadValidators
 
 #: How the import reports what the endpoint sends as signals: ``notify(signal, **kwargs)``.
@@ -65,7 +67,9 @@ class ImportSummary:
         return sum(self.counts.values())
 
     def as_dict(self) -> dict[str, int]:
-        return {name: self.counts.get(name, 0) for name in OUTCOMES}
+        """The outcomes in order; one of its own (``suppressed``) after them when counted."""
+        extra = {name: count for name, count in self.counts.items() if name not in OUTCOMES}
+        return {**{name: self.counts.get(name, 0) for name in OUTCOMES}, **extra}
 
     @property
     def none_taken(self) -> bool:
@@ -223,6 +227,7 @@ def import_csv(
     dry_run: bool = False,
     validators: LeadValidators | None = None,
     notify: Notify | None = None,
+    suppressions: SuppressionStore | None = None,
 ) -> ImportSummary:
     """Import ``path`` into ``source``; returns the counts.  Raises ImportFileError or PyMongoError.
 
@@ -233,10 +238,17 @@ def import_csv(
     ``validators`` (the host's) run on every row that passed the built-in rules, dry run
     included; ``notify(signal, **kwargs)`` is called as the endpoint sends its signals
     (accepted, duplicate, rejected), never in a dry run.
+
+    ``suppressions``: for a source that checks suppression lists, a row on one is counted as
+    ``suppressed`` (one read per batch; a row whose transaction id was already imported is
+    still ``already_imported``, one more read per suppressed row).
     """
     if dry_run:
         notify = None
     summary = ImportSummary()
+    checks_lists = suppressions is not None and bool(source.suppression_lists)
+    if checks_lists:
+        summary.counts[LeadStatus.SUPPRESSED.value] = 0  # in the summary of a source with lists, also when 0
     unwritten = UnwrittenLeads() if dry_run else None
     with _open(path) as handle:
         reader = csv.reader(handle)
@@ -267,10 +279,13 @@ def import_csv(
         def flush() -> None:
             if not batch:
                 return
-            leads = [(lead, txid) for _, _, lead, txid in batch]
             now = settings.clock()
+            size = len(batch)
+            if checks_lists and suppressions is not None:
+                _drop_suppressed(batch, source, repository, suppressions, now, reject, summary)
+            leads = [(lead, txid) for _, _, lead, txid in batch]
             results: list[StoreResult] = (
-                repository.store_many(source, leads, now) if unwritten is None
+                [] if not leads else repository.store_many(source, leads, now) if unwritten is None
                 else [repository.predict(source, lead, txid, now, unwritten=unwritten) for lead, txid in leads]
             )
             for (number, values, lead, _), result in zip(batch, results, strict=True):
@@ -288,7 +303,7 @@ def import_csv(
                                matched_on=list(result.matched_on))
                 else:
                     reject(number, values, LeadStatus.CONFLICT, MESSAGES[409])
-            progress(len(batch))
+            progress(size)
             batch.clear()
 
         for number, values in enumerate(rows, start=1):
@@ -321,6 +336,32 @@ def import_csv(
                 flush()
         flush()
     return summary
+
+
+def _drop_suppressed(
+    batch: list[tuple[int, list[str], ValidLead, str]], source: SourceConfig, repository: LeadRepository,
+    suppressions: SuppressionStore, now: datetime, reject: Callable[..., None], summary: ImportSummary,
+) -> None:
+    """Take the rows on a list the source checks out of ``batch`` (one read for the batch):
+    ``suppressed``, unless their transaction id was imported already (a replay comes first)."""
+    keys = {number: lead_keys(lead) for number, _, lead, _ in batch}
+    found = suppressions.matching(source.suppression_lists, [k for ks in keys.values() for k in ks], now, limit=0)
+    if not found:
+        return
+    kept = []
+    for row in batch:
+        number, values, lead, txid = row
+        if not found.intersection(keys[number]):
+            kept.append(row)
+            continue
+        replay = repository.replay_of(source, lead, txid)
+        if replay is not None and replay.lead_status is LeadStatus.ACCEPT:
+            summary.counts["already_imported"] += 1
+        elif replay is not None:
+            reject(number, values, LeadStatus.CONFLICT, MESSAGES[409])
+        else:
+            reject(number, values, LeadStatus.SUPPRESSED, "not accepted")  # never the list's name
+    batch[:] = kept
 
 
 def _reason(rejection: LeadRejection) -> str:

@@ -25,6 +25,7 @@ from .errors import (
     MESSAGES,
     MISSING_FIELD_MESSAGE,
     REPLAYED_MESSAGE,
+    SUPPRESSED_MESSAGE,
     LeadStatus,
 )
 from .lenient import ALIASES, apply_aliases
@@ -266,7 +267,8 @@ def _responses(settings: Settings, has_body: bool) -> dict[str, Any]:
         )
     responses: dict[str, Any] = {
         "201": {
-            "description": "Accepted (stored), a duplicate (not stored), or a replay of an accepted transaction_id. "
+            "description": "Accepted (stored), a duplicate (not stored), a replay of an accepted transaction_id, "
+                           "or suppressed (a value is on a suppression list the source checks: not stored). "
                            "A duplicate is a match with a stored lead inside the source's window or with a live "
                            "pre-ping hold; a lead posted with the ping_id of its own live hold takes it over (its "
                            "lead_id is the ping_id). In test mode (xxTest) the same answers with \"test\": true, "
@@ -283,6 +285,8 @@ def _responses(settings: Settings, has_body: bool) -> dict[str, Any]:
                         "replay": _example("success", REPLAYED_MESSAGE, {
                             "lead_status": LeadStatus.ACCEPT.value, "transaction_id": "tx-1001", "lead_id": LEAD_ID,
                             "replayed": True}),
+                        "suppressed": _example("success", SUPPRESSED_MESSAGE, {
+                            "lead_status": LeadStatus.SUPPRESSED.value, "transaction_id": "tx-1005"}),
                         # Test mode (xxTest): the same answers with "test": true; a new lead gets no lead_id.
                         "testAccept": _example("success", ACCEPTED_MESSAGE, {
                             "lead_status": LeadStatus.ACCEPT.value, "transaction_id": "tx-1003", "test": True}),
@@ -402,7 +406,10 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
         "type": "object",
         "required": ["lead_status", "transaction_id"],
         "properties": {
-            "lead_status": {"type": "string", "enum": [LeadStatus.ACCEPT.value, LeadStatus.DUPLICATE.value]},
+            "lead_status": {"type": "string", "enum": [LeadStatus.ACCEPT.value, LeadStatus.DUPLICATE.value,
+                                                       LeadStatus.SUPPRESSED.value],
+                            "description": "suppressed: a value of the lead is on a suppression list the source "
+                                           "checks; nothing stored, no list named."},
             "transaction_id": {"type": "string"},
             "lead_id": {"type": "string", "pattern": "^[0-9a-f]{24}$",
                         "description": "The stored lead's id; the ping_id when the post took its hold over."},
@@ -530,10 +537,12 @@ def _add_ping(spec: APISpec, settings: Settings, lead_schema: dict[str, Any], so
         "type": "object",
         "required": ["lead_status"],
         "properties": {
-            "lead_status": {"type": "string", "enum": [LeadStatus.ACCEPT.value, LeadStatus.DUPLICATE.value],
+            "lead_status": {"type": "string", "enum": [LeadStatus.ACCEPT.value, LeadStatus.DUPLICATE.value,
+                                                       LeadStatus.SUPPRESSED.value],
                             "description": "accept: a create post of this consumer now would not be a duplicate; "
                                            "duplicate: it would be (a stored lead inside the source's window, or "
-                                           "a live hold)."},
+                                           "a live hold); suppressed: a value is on a suppression list the source "
+                                           "checks (nothing held, no list named)."},
             "matched_on": {"type": "array", "items": {"type": "string"},
                            "description": "With duplicate: the dedupe field whose value matched, as for create."},
             "ping_id": {"type": "string", "pattern": "^[0-9a-f]{24}$",

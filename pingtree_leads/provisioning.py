@@ -17,6 +17,7 @@ from .schemas import LEAD_FIELDS, LEAD_NAMES, MAX_DEDUPE_FIELDS, REQUIRABLE_FIEL
 from .settings import Settings, utc_now
 from .source_cache import CACHES
 from .sources import CreatedSource
+from .suppression import check_list_names
 
 #: A rotation reads the keys and writes them back only if unchanged; it tries this often.
 MAX_ROTATION_ATTEMPTS = 10
@@ -76,6 +77,7 @@ def create_source(
     lenient: bool = False,
     sources_collection: str = Settings.sources_collection,
     clock: Callable[[], datetime] = utc_now,
+    suppression_lists: Iterable[str] = (),
 ) -> CreatedSource:
     """Provision a database source, as the Pingtree dashboard does.
 
@@ -83,11 +85,15 @@ def create_source(
     most ``MAX_DEDUPE_FIELDS``); ``lenient`` makes the source normalise phone numbers,
     ZIP+4, state names and US dates before its rules run (lenient.py).  Returns its id
     and its API key; only the key's hash is stored.
+
+    ``suppression_lists`` names the suppression lists its leads are checked against
+    (suppression.py); a name with no entry yet is allowed (a list exists once it has one).
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError("a source needs a non-empty name")
     if dedupe_window_days is not None and not dedupe_window_days > 0:
         raise ValueError("dedupe_window_days must be positive, or None for forever")
+    lists = check_list_names(suppression_lists)
     key = new_api_key()
     now = clock()
     source_id = ObjectId()
@@ -103,6 +109,7 @@ def create_source(
         "api_keys": [{"hash": hash_api_key(key), "expires_at": None}],
         "created_at": now,
         "updated_at": now,
+        **({"suppression_lists": lists} if lists else {}),  # a source without lists: its document unchanged
     }
     acknowledged(database)[sources_collection].insert_one(doc)
     return CreatedSource(id=str(source_id), api_key=key, name=clean_name)
@@ -169,6 +176,25 @@ def set_source_active(
     result = acknowledged(database)[sources_collection].update_one(
         query, {"$set": {"is_active": bool(active), "updated_at": clock()}}
     )
+    if not result.matched_count:
+        raise LookupError("no such database source")
+    CACHES.forget_everywhere(query["_id"])
+
+
+def set_suppression_lists(
+    database: Database[Any],
+    source_id: str | ObjectId,
+    suppression_lists: Iterable[str],
+    *,
+    sources_collection: str = Settings.sources_collection,
+    clock: Callable[[], datetime] = utc_now,
+) -> None:
+    """Name the suppression lists a source checks (``[]``: none, so its leads cost no read)."""
+    lists = check_list_names(suppression_lists)
+    query = _source_filter(source_id)
+    change: dict[str, Any] = ({"$set": {"suppression_lists": lists, "updated_at": clock()}} if lists else
+                              {"$unset": {"suppression_lists": ""}, "$set": {"updated_at": clock()}})
+    result = acknowledged(database)[sources_collection].update_one(query, change)
     if not result.matched_count:
         raise LookupError("no such database source")
     CACHES.forget_everywhere(query["_id"])

@@ -384,6 +384,15 @@ class LeadRepository:
                                                            _LOOKUP_PROJECTION)
         return found
 
+    def replay_of(self, source: SourceConfig, lead: ValidLead, transaction_id: str) -> StoreResult | None:
+        """The replay (or 409) this lead would be, from the stored lead of its transaction id
+        (one indexed read), or None when there is none: what decides a lead refused before
+        storage (suppressed), as replays are decided before any other rule."""
+        found = self._holder(source, transaction_claim(transaction_id))
+        if found is None or found.get("kind") == HOLD_KIND:
+            return None
+        return self._replay(found, {"transaction_id": transaction_id, "fingerprint": fingerprint(lead)})
+
     # -- predicting (read-only) ------------------------------------------------
 
     def predict(

@@ -24,6 +24,7 @@ from .openapi import openapi_document
 from .repository import LeadRepository
 from .settings import Settings
 from .source_cache import SourceCache
+from .suppression import SuppressionStore
 from .validators import LeadValidators
 
 logger = logging.getLogger("pingtree_leads")
@@ -62,6 +63,8 @@ class LeadsRuntime:
             database[settings.sources_collection], settings.source_cache_seconds, settings.source_cache_size
         )
         self.repository = LeadRepository(database, settings.leads_collection)
+        #: Suppression lists (section 10): read only for a source that names lists.
+        self.suppressions = SuppressionStore(database, settings.suppressions_collection)
         self.auth = bearer_auth(self.sources, settings.clock)
         self._protected: dict[SourceView, Callable[[str], Response]] = {}
         self._ready = False

@@ -51,6 +51,8 @@ class Settings:
     max_live_holds: int = 10_000
     #: Route of the OpenAPI document, under the blueprint's prefix; None: not served.
     openapi_route: str | None = "/api/lead/openapi.json"
+    #: Collection holding the suppression lists' entries (hashes only; docs/endpoint.md "Suppression lists").
+    suppressions_collection: str = "suppressions"
     #: Clock used for created_at, dedupe windows and key grace (tests replace it).
     clock: Callable[[], datetime] = utc_now
 
@@ -134,7 +136,7 @@ class Settings:
             refuse("max_live_holds", "must be at least 1")
         if self.extra_value_max_length < 1:
             refuse("extra_value_max_length", "must be at least 1")
-        for name in ("sources_collection", "leads_collection"):
+        for name in ("sources_collection", "leads_collection", "suppressions_collection"):
             if not getattr(self, name):
                 refuse(name, "must not be empty")
         if self.openapi_route is not None and not self.openapi_route.startswith("/"):

@@ -38,6 +38,8 @@ class PublicSource:
     dedupe_fields: tuple[str, ...]
     dedupe_window_days: float | None
     lenient: bool = False
+    #: The suppression lists a lead of this source is checked against (section 10).
+    suppression_lists: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +54,8 @@ class SourceConfig:
     dedupe_window_days: float | None
     key_hashes: tuple[tuple[str, datetime | None], ...]
     lenient: bool = False
+    #: The suppression lists a lead of this source is checked against (section 10); () = none, no read.
+    suppression_lists: tuple[str, ...] = ()
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> SourceConfig:
@@ -66,6 +70,7 @@ class SourceConfig:
                 (k["hash"], as_utc(k["expires_at"]) if k.get("expires_at") else None) for k in doc.get("api_keys", ())
             ),
             lenient=bool(doc.get("lenient", False)),
+            suppression_lists=tuple(doc.get("suppression_lists", ())),
         )
 
     def public(self) -> PublicSource:
@@ -73,6 +78,7 @@ class SourceConfig:
         return PublicSource(
             id=str(self.id), name=self.name, is_active=self.is_active, required_fields=self.required_fields,
             dedupe_fields=self.dedupe_fields, dedupe_window_days=self.dedupe_window_days, lenient=self.lenient,
+            suppression_lists=self.suppression_lists,
         )
 
     def dedupe_cutoff(self, now: datetime) -> datetime | None:

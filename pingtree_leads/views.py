@@ -24,6 +24,7 @@ from .errors import (
     INVALID_FIELD_MESSAGE,
     MISSING_FIELD_MESSAGE,
     REPLAYED_MESSAGE,
+    SUPPRESSED_MESSAGE,
     ApiError,
     LeadStatus,
     envelope,
@@ -45,6 +46,7 @@ from .schemas import (
     validate_lead,
 )
 from .sources import SourceConfig
+from .suppression import lead_keys, ping_keys
 
 logger = logging.getLogger("pingtree_leads")
 
@@ -99,6 +101,10 @@ def create_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
         return rejection_response(checked, db_source_id, test)
     runtime.ensure_ready()  # the indexes, also for a test: its look-ups use them
     now = settings.clock()
+    if source.suppression_lists:  # section 10: one read, only for a source that checks lists
+        suppressed = _suppressed(runtime, source, checked, transaction_id, now, test)
+        if suppressed is not None:
+            return suppressed
     if test:
         result = runtime.repository.predict(source, checked, transaction_id, now, ping_id=ping_id)
     else:
@@ -111,6 +117,31 @@ def create_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
     if not test:
         _notify(app, source, checked, result, now)
     return outcome_response(result, test)
+
+
+def _suppressed(
+    runtime: LeadsRuntime, source: SourceConfig, lead: ValidLead, transaction_id: str, now: datetime, test: bool,
+) -> Response | None:
+    """The answer for a lead on a list the source checks (201 ``suppressed``, nothing stored, no
+    signal, no list named in the answer or the log), or None.  A retry of a transaction id this
+    source already accepted is still its replay (or 409), as replays come before every other
+    rule: one more indexed read, only on this path and only for a sent transaction id."""
+    runtime.suppressions.ensure_ready(runtime.settings.create_indexes)
+    if not runtime.suppressions.matching(source.suppression_lists, lead_keys(lead), now):
+        return None
+    if lead.transaction_id is not None:
+        replay = runtime.repository.replay_of(source, lead, transaction_id)
+        if replay is not None:
+            logger.info("lead %s source=%s transaction_id=%s lead_id=%s (replay)%s", replay.lead_status, source.id,
+                        transaction_id, replay.lead_id, " (test)" if test else "")
+            return outcome_response(replay, test)
+    logger.info("lead suppressed source=%s transaction_id=%s%s", source.id, transaction_id, " (test)" if test else "")
+    data = {"lead_status": LeadStatus.SUPPRESSED, "transaction_id": transaction_id, **({"test": True} if test else {})}
+    return envelope(201, SUPPRESSED_MESSAGE, data)
+
+
+#: A pre-ping's answer for a consumer on a list the source checks (no list named).
+PING_SUPPRESSED_MESSAGE = "A post of this consumer now would not be accepted"
 
 
 def _query_test_values() -> list[Any] | str:
@@ -231,6 +262,12 @@ def ping_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
                    if field in values.hashed})
     runtime.ensure_ready()
     now = runtime.settings.clock()
+    if source.suppression_lists:  # section 10: before any hold; one read, only for a source with lists
+        runtime.suppressions.ensure_ready(runtime.settings.create_indexes)
+        if runtime.suppressions.matching(source.suppression_lists, ping_keys(values.plain, values.hashed), now):
+            logger.info("ping suppressed source=%s%s", db_source_id, " (test)" if test else "")
+            return envelope(200, PING_SUPPRESSED_MESSAGE,
+                            {"lead_status": LeadStatus.SUPPRESSED, **({"test": True} if test else {})})
     try:
         # A test ping answers as usual and holds nothing.
         result = runtime.repository.ping(source, claims, 0 if test else hold_seconds, now,

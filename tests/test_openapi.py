@@ -60,7 +60,7 @@ def test_every_contract_outcome_is_documented_with_an_example() -> None:
             examples = response["content"]["application/json"]["examples"]
             assert examples, status
     examples_201 = path["post"]["responses"]["201"]["content"]["application/json"]["examples"]
-    assert {e["value"]["data"]["lead_status"] for e in examples_201.values()} == {"accept", "duplicate"}
+    assert {e["value"]["data"]["lead_status"] for e in examples_201.values()} == {"accept", "duplicate", "suppressed"}
     assert any(e["value"]["data"].get("replayed") for e in examples_201.values())
     examples_400 = path["post"]["responses"]["400"]["content"]["application/json"]["examples"]
     assert {e["value"]["data"]["lead_status"] for e in examples_400.values()} == {"missingField", "invalidField"}
