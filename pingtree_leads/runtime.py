@@ -61,7 +61,8 @@ class LeadsRuntime:
         self.sources = SourceCache(
             database[settings.sources_collection], settings.source_cache_seconds, settings.source_cache_size
         )
-        self.repository = LeadRepository(database, settings.leads_collection)
+        self.repository = LeadRepository(database, settings.leads_collection,
+                                         allow_after_erasure=settings.allow_after_erasure)
         self.auth = bearer_auth(self.sources, settings.clock)
         self._protected: dict[SourceView, Callable[[str], Response]] = {}
         self._ready = False

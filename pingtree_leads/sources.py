@@ -38,6 +38,8 @@ class PublicSource:
     dedupe_fields: tuple[str, ...]
     dedupe_window_days: float | None
     lenient: bool = False
+    #: Days a lead is kept before MongoDB removes it (contract section 11); None: kept.
+    retention_days: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +54,8 @@ class SourceConfig:
     dedupe_window_days: float | None
     key_hashes: tuple[tuple[str, datetime | None], ...]
     lenient: bool = False
+    #: Days a lead is kept (its ``expires_at`` is set at insert, a TTL index removes it); None: kept.
+    retention_days: float | None = None
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> SourceConfig:
@@ -66,6 +70,7 @@ class SourceConfig:
                 (k["hash"], as_utc(k["expires_at"]) if k.get("expires_at") else None) for k in doc.get("api_keys", ())
             ),
             lenient=bool(doc.get("lenient", False)),
+            retention_days=doc.get("retention_days"),
         )
 
     def public(self) -> PublicSource:
@@ -73,6 +78,7 @@ class SourceConfig:
         return PublicSource(
             id=str(self.id), name=self.name, is_active=self.is_active, required_fields=self.required_fields,
             dedupe_fields=self.dedupe_fields, dedupe_window_days=self.dedupe_window_days, lenient=self.lenient,
+            retention_days=self.retention_days,
         )
 
     def dedupe_cutoff(self, now: datetime) -> datetime | None:
@@ -80,3 +86,9 @@ class SourceConfig:
         if self.dedupe_window_days is None:
             return None
         return now - timedelta(days=self.dedupe_window_days)
+
+    def expires_at(self, created_at: datetime) -> datetime | None:
+        """When a lead stored at ``created_at`` expires (None: kept for good)."""
+        if self.retention_days is None:
+            return None
+        return created_at + timedelta(days=self.retention_days)
