@@ -25,6 +25,7 @@ from .errors import (
     MESSAGES,
     MISSING_FIELD_MESSAGE,
     REPLAYED_MESSAGE,
+    SUPPRESSED_MESSAGE,
     LeadStatus,
 )
 from .lenient import ALIASES, apply_aliases
@@ -122,6 +123,7 @@ PING_ID = "6566f0c2a1b2c3d4e5f60720"
 PING_ACCEPT_MESSAGE = "A post of this consumer now would be accepted"
 PING_HELD_MESSAGE = "Would be accepted; held for a post with this ping_id"
 PING_DUPLICATE_MESSAGE = "A post of this consumer now would be a duplicate"
+PING_SUPPRESSED_MESSAGE = "A post of this consumer now would not be accepted"
 PING_NO_VALUE = "A ping needs a dedupe value: email, mobile, a custom dedupe field, or <field>_sha256."
 #: Longest hold a ping may ask for, seconds (repository.MAX_HOLD_SECONDS; the test checks they agree).
 MAX_HOLD_SECONDS = 300
@@ -270,7 +272,8 @@ def _responses(settings: Settings, has_body: bool) -> dict[str, Any]:
                            "A duplicate is a match with a stored lead inside the source's window or with a live "
                            "pre-ping hold; a lead posted with the ping_id of its own live hold takes it over (its "
                            "lead_id is the ping_id). In test mode (xxTest) the same answers with \"test\": true, "
-                           "nothing stored, and no lead_id for a new lead.",
+                           "nothing stored, and no lead_id for a new lead. suppressed: the consumer was erased "
+                           "(erase_consumer); nothing stored, no reason given.",
             "content": {
                 "application/json": {
                     "schema": {"$ref": "#/components/schemas/Created"},
@@ -292,6 +295,9 @@ def _responses(settings: Settings, has_body: bool) -> dict[str, Any]:
                         "testReplay": _example("success", REPLAYED_MESSAGE, {
                             "lead_status": LeadStatus.ACCEPT.value, "transaction_id": "tx-1001", "lead_id": LEAD_ID,
                             "replayed": True, "test": True}),
+                        # An erased consumer (contract section 11).
+                        "suppressed": _example("success", SUPPRESSED_MESSAGE, {
+                            "lead_status": LeadStatus.SUPPRESSED.value, "transaction_id": "tx-1005"}),
                     },
                 }
             },
@@ -402,7 +408,8 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
         "type": "object",
         "required": ["lead_status", "transaction_id"],
         "properties": {
-            "lead_status": {"type": "string", "enum": [LeadStatus.ACCEPT.value, LeadStatus.DUPLICATE.value]},
+            "lead_status": {"type": "string", "enum": [LeadStatus.ACCEPT.value, LeadStatus.DUPLICATE.value,
+                                                       LeadStatus.SUPPRESSED.value]},
             "transaction_id": {"type": "string"},
             "lead_id": {"type": "string", "pattern": "^[0-9a-f]{24}$",
                         "description": "The stored lead's id; the ping_id when the post took its hold over."},
@@ -530,10 +537,11 @@ def _add_ping(spec: APISpec, settings: Settings, lead_schema: dict[str, Any], so
         "type": "object",
         "required": ["lead_status"],
         "properties": {
-            "lead_status": {"type": "string", "enum": [LeadStatus.ACCEPT.value, LeadStatus.DUPLICATE.value],
+            "lead_status": {"type": "string", "enum": [LeadStatus.ACCEPT.value, LeadStatus.DUPLICATE.value,
+                                                       LeadStatus.SUPPRESSED.value],
                             "description": "accept: a create post of this consumer now would not be a duplicate; "
                                            "duplicate: it would be (a stored lead inside the source's window, or "
-                                           "a live hold)."},
+                                           "a live hold); suppressed: the consumer was erased (nothing held)."},
             "matched_on": {"type": "array", "items": {"type": "string"},
                            "description": "With duplicate: the dedupe field whose value matched, as for create."},
             "ping_id": {"type": "string", "pattern": "^[0-9a-f]{24}$",
@@ -571,6 +579,8 @@ def _add_ping(spec: APISpec, settings: Settings, lead_schema: dict[str, Any], so
                         "hold_expires_at": PING_EXAMPLE_EXPIRES}),
                     "duplicate": _example("success", PING_DUPLICATE_MESSAGE, {
                         "lead_status": LeadStatus.DUPLICATE.value, "matched_on": ["email"]}),
+                    "suppressed": _example("success", PING_SUPPRESSED_MESSAGE, {
+                        "lead_status": LeadStatus.SUPPRESSED.value}),
                 },
             }},
         },

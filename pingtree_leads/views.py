@@ -32,6 +32,7 @@ from .errors import (
 )
 from .http import lead_fields, parse_urlencoded
 from .mongo import parse_object_id
+from .openapi import PING_SUPPRESSED_MESSAGE
 from .repository import (
     MAX_HOLD_SECONDS,
     PingResult,
@@ -64,8 +65,6 @@ FETCH_PARAMETERS = ("lead_id", "transaction_id")
 PING_FIELD = "ping_id"
 #: How long a pre-ping holds its answer, seconds.
 HOLD_FIELD = "hold_seconds"
-#: A ping's answer for an erased consumer (contract section 11).
-SUPPRESSED_PING_MESSAGE = "A post of this consumer now would not be accepted"
 #: Longest digit text read as a number (``hold_seconds``); longer is 400, never a 500.
 MAX_NUMBER_TEXT = 20
 
@@ -284,7 +283,7 @@ def ping_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
                 " (test)" if test else "")
     data: dict[str, Any] = {"lead_status": result.lead_status, **({"test": True} if test else {})}
     if result.lead_status is LeadStatus.SUPPRESSED:  # an erased consumer: nothing held
-        return envelope(200, SUPPRESSED_PING_MESSAGE, data)
+        return envelope(200, PING_SUPPRESSED_MESSAGE, data)
     if result.lead_status is LeadStatus.DUPLICATE:
         data["matched_on"] = list(result.matched_on)
         return envelope(200, "A post of this consumer now would be a duplicate", data)

@@ -385,3 +385,19 @@ def test_erasure_racing_posts_leaves_no_lead_of_the_consumer(real_database: Any)
     assert seen["suppressed"] > 0
     assert bystanders == ["accept"] * 30
     assert db["leads"].count_documents({"email": {"$regex": "^bystander"}}) == 30
+
+
+def test_suppressed_examples_of_the_document_are_real_answers(database: Any, clock: FakeClock) -> None:
+    from pingtree_leads.openapi import openapi_document
+
+    src = create_source(database, "Documented", clock=clock)
+    app = make_app(database, clock=clock)
+    p = Poster(app.test_client(), database, src)
+    erase_consumer(database, email=EMAIL, clock=clock)
+    paths = openapi_document()["paths"]
+    created = paths["/api/lead/create/{db_source_id}"]["post"]["responses"]["201"]["content"]["application/json"]
+    pinged = paths["/api/lead/ping/{db_source_id}"]["post"]["responses"]["200"]["content"]["application/json"]
+    answer = p.post(lead(email=EMAIL, transaction_id="tx-1005"))
+    assert answer.get_json() == created["examples"]["suppressed"]["value"]
+    ping = app.test_client().post(f"/api/lead/ping/{src.id}", json={"email": EMAIL}, headers=p.headers)
+    assert ping.get_json() == pinged["examples"]["suppressed"]["value"]
