@@ -8,6 +8,7 @@ from pymongo.database import Database
 
 from . import signals
 from .blueprint import LeadsBlueprint, create_blueprint
+from .erasure import ErasureReport, erase_consumer
 from .extension import PingtreeLeads
 from .migration import MigrationReport, migrate_storage
 from .provisioning import create_source, rotate_api_key, set_source_active, set_suppression_lists
@@ -30,6 +31,7 @@ __all__ = [
     "EXTENSION_KEY",
     "AppRuntimes",
     "CreatedSource",
+    "ErasureReport",
     "LeadIndexError",
     "LeadsBlueprint",
     "LeadsRuntime",
@@ -44,6 +46,7 @@ __all__ = [
     "create_source",
     "ensure_indexes",
     "ensure_suppression_indexes",
+    "erase_consumer",
     "find_lead",
     "get_runtime",
     "import_suppressions",

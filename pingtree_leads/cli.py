@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import click
+from bson import ObjectId
 from flask import current_app
 from flask.cli import with_appcontext
 from pymongo.errors import OperationFailure, PyMongoError
 
 from . import signals
+from .erasure import erase_consumer
 from .importer import ImportFileError, ImportSummary, count_rows, import_csv, parse_mapping
 from .migration import migrate_storage
 from .mongo import parse_object_id
@@ -147,10 +149,12 @@ def source_or_fail(source_id: str) -> SourceConfig:
               help="Normalise phone punctuation, ZIP+4, state names and MM/DD/YYYY before the rules.")
 @click.option("--suppression-list", "lists", multiple=True, metavar="LIST",
               help="A suppression list its leads are checked against (repeat or comma-separate).")
+@click.option("--retention-days", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Have MongoDB remove each lead N days after it was stored (default: keep).")
 @_friendly_errors
 def create_source_command(
     name: str, required: tuple[str, ...], dedupe: tuple[str, ...], window_days: float | None, inactive: bool,
-    lenient: bool, lists: tuple[str, ...],
+    lenient: bool, lists: tuple[str, ...], retention_days: float | None,
 ) -> None:
     """Create a database source; prints its id and its API key (shown only this once)."""
     if not name.strip():
@@ -161,6 +165,7 @@ def create_source_command(
         dedupe_fields=_dedupe_names(dedupe),
         dedupe_window_days=window_days, is_active=not inactive, lenient=lenient, **provisioning(),
         suppression_lists=_list_names(lists),
+        retention_days=retention_days,
     )
     click.echo(f"id:      {created.id}")
     click.echo(f"api key: {created.api_key}")
@@ -623,11 +628,35 @@ def suppress_list() -> None:
     click.echo(f"{'LIST'.ljust(width)}  ENTRIES")
     for name, count in counts.items():
         click.echo(f"{name.ljust(width)}  {count}")
+@click.command("erase")
+@_blueprint_option
+@with_appcontext
+@click.option("--email", default=None, help="The consumer's email address.")
+@click.option("--mobile", default=None, help="The consumer's mobile number (10 digits; punctuation and +1 allowed).")
+@_friendly_errors
+def erase_command(email: str | None, mobile: str | None) -> None:
+    """Erase a consumer: delete every lead of every source with this email or mobile, and refuse
+    their posts from now on (contract section 11).  Prints counts, never the values."""
+    if email is None and mobile is None:
+        raise click.UsageError("give --email, --mobile or both")
+    rt = runtime()
+    settings = rt.settings
+    try:
+        report = erase_consumer(rt.database, email, mobile, leads_collection=settings.leads_collection,
+                                sources_collection=settings.sources_collection,
+                                erasures_collection=settings.erasures_collection, clock=settings.clock)
+    except ValueError as exc:  # names the field, never the value
+        raise click.BadParameter(str(exc)) from None
+    names = {str(doc["_id"]): doc.get("name", "") for doc in rt.database[settings.sources_collection].find(
+        {"_id": {"$in": [ObjectId(sid) for sid in report.removed]}}, {"name": 1})}
+    click.echo(f"erasure {report.erasure_id}: {report.total} lead(s) removed")
+    for source_id, count in report.removed.items():
+        click.echo(f"  {source_id}  {count}  {names.get(source_id, '')}")
 
 
 #: Every command, in the order ``flask pingtree-leads --help`` lists them (added to each blueprint's group).
 COMMANDS: tuple[click.Command, ...] = (
     create_source_command, list_sources, rotate_key, activate, deactivate, ensure_indexes_command,
     purge_holds_command, migrate_storage_command,
-    openapi_command, import_command, suppress_group,
+    openapi_command, import_command, suppress_group, erase_command,
 )

@@ -64,6 +64,8 @@ REPLAYED_MESSAGE = "Lead already accepted with this transaction_id"
 DUPLICATE_MESSAGE = "Duplicate lead: not stored"
 CAPPED_MESSAGE = "Source cap reached: not stored; retry at retry_at"
 SUPPRESSED_MESSAGE = "Lead not accepted: not stored"
+#: A pre-ping's answer for a consumer on a suppression list or erased (no list named).
+PING_SUPPRESSED_MESSAGE = "A post of this consumer now would not be accepted"
 MISSING_FIELD_MESSAGE = "Missing required field(s)"
 INVALID_FIELD_MESSAGE = "Invalid field(s)"
 BODY_ERROR_MESSAGE = "Request body is not a valid lead"

@@ -24,6 +24,7 @@ from .errors import (
     INVALID_FIELD_MESSAGE,
     MESSAGES,
     MISSING_FIELD_MESSAGE,
+    PING_SUPPRESSED_MESSAGE,
     REPLAYED_MESSAGE,
     SUPPRESSED_MESSAGE,
     LeadStatus,
@@ -272,7 +273,8 @@ def _responses(settings: Settings, has_body: bool) -> dict[str, Any]:
                            "A duplicate is a match with a stored lead inside the source's window or with a live "
                            "pre-ping hold; a lead posted with the ping_id of its own live hold takes it over (its "
                            "lead_id is the ping_id). In test mode (xxTest) the same answers with \"test\": true, "
-                           "nothing stored, and no lead_id for a new lead.",
+                           "nothing stored, and no lead_id for a new lead. suppressed: the consumer was erased "
+                           "(erase_consumer); nothing stored, no reason given.",
             "content": {
                 "application/json": {
                     "schema": {"$ref": "#/components/schemas/Created"},
@@ -409,7 +411,7 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
             "lead_status": {"type": "string", "enum": [LeadStatus.ACCEPT.value, LeadStatus.DUPLICATE.value,
                                                        LeadStatus.SUPPRESSED.value],
                             "description": "suppressed: a value of the lead is on a suppression list the source "
-                                           "checks; nothing stored, no list named."},
+                                           "checks, or the consumer was erased; nothing stored, no list named."},
             "transaction_id": {"type": "string"},
             "lead_id": {"type": "string", "pattern": "^[0-9a-f]{24}$",
                         "description": "The stored lead's id; the ping_id when the post took its hold over."},
@@ -542,7 +544,7 @@ def _add_ping(spec: APISpec, settings: Settings, lead_schema: dict[str, Any], so
                             "description": "accept: a create post of this consumer now would not be a duplicate; "
                                            "duplicate: it would be (a stored lead inside the source's window, or "
                                            "a live hold); suppressed: a value is on a suppression list the source "
-                                           "checks (nothing held, no list named)."},
+                                           "checks, or the consumer was erased (nothing held, no list named)."},
             "matched_on": {"type": "array", "items": {"type": "string"},
                            "description": "With duplicate: the dedupe field whose value matched, as for create."},
             "ping_id": {"type": "string", "pattern": "^[0-9a-f]{24}$",
@@ -580,6 +582,8 @@ def _add_ping(spec: APISpec, settings: Settings, lead_schema: dict[str, Any], so
                         "hold_expires_at": PING_EXAMPLE_EXPIRES}),
                     "duplicate": _example("success", PING_DUPLICATE_MESSAGE, {
                         "lead_status": LeadStatus.DUPLICATE.value, "matched_on": ["email"]}),
+                    "suppressed": _example("success", PING_SUPPRESSED_MESSAGE, {
+                        "lead_status": LeadStatus.SUPPRESSED.value}),
                 },
             }},
         },

@@ -4,6 +4,7 @@ once (``source_cache.CACHES``); other processes see it as docs/configuration.md 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -66,6 +67,14 @@ def check_dedupe_fields(names: Iterable[str]) -> list[str]:
     return names
 
 
+def check_retention_days(days: Any) -> None:
+    """A retention is a positive, finite number of days (a bool is no number here), or None."""
+    if days is None:
+        return
+    if isinstance(days, bool) or not isinstance(days, (int, float)) or not math.isfinite(days) or days <= 0:
+        raise ValueError("retention_days must be a positive number of days, or None to keep leads")
+
+
 def create_source(
     database: Database[Any],
     name: str,
@@ -78,6 +87,7 @@ def create_source(
     sources_collection: str = Settings.sources_collection,
     clock: Callable[[], datetime] = utc_now,
     suppression_lists: Iterable[str] = (),
+    retention_days: float | None = None,
 ) -> CreatedSource:
     """Provision a database source, as the Pingtree dashboard does.
 
@@ -88,12 +98,15 @@ def create_source(
 
     ``suppression_lists`` names the suppression lists its leads are checked against
     (suppression.py); a name with no entry yet is allowed (a list exists once it has one).
+    ``retention_days`` (None = keep): each lead gets ``expires_at`` = ``created_at`` + that many
+    days, and MongoDB removes it then (the TTL index ``pingtree_lead_expiry``).
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError("a source needs a non-empty name")
     if dedupe_window_days is not None and not dedupe_window_days > 0:
         raise ValueError("dedupe_window_days must be positive, or None for forever")
     lists = check_list_names(suppression_lists)
+    check_retention_days(retention_days)
     key = new_api_key()
     now = clock()
     source_id = ObjectId()
@@ -111,6 +124,8 @@ def create_source(
         "updated_at": now,
         **({"suppression_lists": lists} if lists else {}),  # a source without lists: its document unchanged
     }
+    if retention_days is not None:  # absent, not null: a source without retention stays as it was
+        doc["retention_days"] = retention_days
     acknowledged(database)[sources_collection].insert_one(doc)
     return CreatedSource(id=str(source_id), api_key=key, name=clean_name)
 

@@ -34,7 +34,7 @@ import os
 import random
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from bson import ObjectId
@@ -54,11 +54,17 @@ CLAIMS_INDEX = "pingtree_claims"
 #: The TTL index that removes expired pre-ping holds (sparse: only holds have the field, so
 #: a lead's insert pays nothing for it; it carries no rule).
 HOLD_EXPIRY_INDEX = "pingtree_hold_expiry"
+#: The TTL index that removes the leads of a source with ``retention_days`` (contract section 11):
+#: sparse, so a lead of a source without retention adds no key to it.
+LEAD_EXPIRY_INDEX = "pingtree_lead_expiry"
+#: The field holding when a lead expires (set at insert; only leads of sources with retention).
+EXPIRY_FIELD = "expires_at"
 #: name -> (keys, options).
 IndexSpec = tuple[list[tuple[str, int]], dict[str, Any]]
 LEAD_INDEXES: dict[str, IndexSpec] = {
     CLAIMS_INDEX: ([("source_id", ASCENDING), ("claims", ASCENDING)], {"unique": True}),
     HOLD_EXPIRY_INDEX: ([("hold_expires_at", ASCENDING)], {"expireAfterSeconds": 0, "sparse": True}),
+    LEAD_EXPIRY_INDEX: ([(EXPIRY_FIELD, ASCENDING)], {"expireAfterSeconds": 0, "sparse": True}),
 }
 #: The indexes the endpoint cannot work without (checked when ``create_indexes`` is off);
 #: without the TTL index holds still expire, and ``purge-holds`` removes them.
@@ -66,10 +72,13 @@ REQUIRED_INDEXES = (CLAIMS_INDEX,)
 #: The indexes of the layout before claims (pingtree_leads 0.1): not shard-ready.
 OLD_INDEXES = ("pingtree_1_transaction", "pingtree_2_dedupe_email", "pingtree_3_dedupe_mobile")
 TRANSACTION_RULE = "transaction_id"
-_LOOKUP_FIELDS = ("transaction_id", "fingerprint", "claims", "created_at", "kind", "hold_expires_at")
+_LOOKUP_FIELDS = ("transaction_id", "fingerprint", "claims", "created_at", "kind", "hold_expires_at", EXPIRY_FIELD)
 #: A pre-ping's hold is a document of its own in the leads collection (so one unique index
 #: decides between holds and leads, atomically); it is never a lead.
 HOLD_KIND = "hold"
+#: An erased consumer's block (erasure.py): a document holding the hold twins of the erased
+#: values in one source, never expiring; a post meeting it is ``suppressed``.
+ERASED_KIND = "erased"
 #: Prefix of a hold twin: every dedupe claim also exists as ``~<field>:<hash>``, which holds
 #: take too.  ``~`` sorts after every field name, so a post meeting a lead is told so
 #: before it is told about a hold.
@@ -115,7 +124,7 @@ def unguessable_object_id(now: float | None = None) -> ObjectId:
 
 @dataclasses.dataclass(frozen=True)
 class StoreResult:
-    lead_status: LeadStatus  # ACCEPT, DUPLICATE or CONFLICT
+    lead_status: LeadStatus  # ACCEPT, DUPLICATE, CONFLICT or SUPPRESSED (an erased consumer)
     transaction_id: str
     lead_id: str | None = None
     replayed: bool = False
@@ -195,8 +204,11 @@ def fingerprint(lead: ValidLead) -> str:
 
 
 class LeadRepository:
-    def __init__(self, database: Database[Any], collection_name: str) -> None:
+    def __init__(self, database: Database[Any], collection_name: str, *, allow_after_erasure: bool = False) -> None:
         self.leads: Collection[Any] = leads_collection(database, collection_name)
+        #: A post or held ping meeting an erased consumer's block takes it over (deletes it) instead
+        #: of being ``suppressed`` (the ``allow_after_erasure`` option).
+        self.allow_after_erasure = allow_after_erasure
 
     # -- indexes ---------------------------------------------------------------
 
@@ -312,7 +324,7 @@ class LeadRepository:
 
     @staticmethod
     def _document(source: SourceConfig, lead: ValidLead, transaction_id: str, now: datetime) -> dict[str, Any]:
-        return {
+        doc = {
             "source_id": source.id,
             "transaction_id": transaction_id,
             **lead.fields,
@@ -322,6 +334,10 @@ class LeadRepository:
             "claims": claims_array(lead_claims(source, transaction_id, lead)),
             "fingerprint": fingerprint(lead),
         }
+        expires = source.expires_at(now)
+        if expires is not None:  # only a source with retention: the TTL index is sparse
+            doc[EXPIRY_FIELD] = expires
+        return doc
 
     def _insert(self, docs: list[dict[str, Any]], pending: list[int]) -> dict[int, str | None]:
         """Insert ``docs[pending]``; returns {doc index: violated claim or None} for duplicate keys."""
@@ -347,7 +363,7 @@ class LeadRepository:
         claims = _claim_map(doc["claims"])
         cutoff = stored_cutoff(source.dedupe_cutoff(now))
         rule = claim_rule(violated) if violated is not None else None
-        if violated in claims.values() and rule != TRANSACTION_RULE and cutoff is None:
+        if violated in claims.values() and rule != TRANSACTION_RULE and cutoff is None and not source.retention_days:
             # The transaction claim sorts first and was not the one broken, so this is no
             # replay; without a window every match counts: a duplicate, with no read.
             return StoreResult(LeadStatus.DUPLICATE, doc["transaction_id"], matched_on=(str(rule),))
@@ -360,6 +376,8 @@ class LeadRepository:
             if found is None:
                 continue
             rule = claim_rule(claim)
+            if found.get("kind") == ERASED_KIND or _lead_expired(found, now):
+                return self._meet_erased_or_expired(source, doc, found, now)
             if found.get("kind") == HOLD_KIND:
                 if _hold_live(found, now):
                     return StoreResult(LeadStatus.DUPLICATE, doc["transaction_id"], matched_on=(rule,))
@@ -372,6 +390,24 @@ class LeadRepository:
             self._release_expired(source, found["_id"], shared, cutoff)
             return None
         return None
+
+    def _meet_erased_or_expired(
+        self, source: SourceConfig, doc: Mapping[str, Any], found: Mapping[str, Any], now: datetime
+    ) -> StoreResult | None:
+        """An erased consumer's block is ``suppressed`` (None after deleting it when the host allows
+        posts after erasure); a lead past its retention counts for nothing: it is deleted, as the
+        TTL monitor would, and the insert retried (None)."""
+        if found.get("kind") == ERASED_KIND and not self.allow_after_erasure:
+            return StoreResult(LeadStatus.SUPPRESSED, doc["transaction_id"])
+        self._drop_erased_or_expired(source, found, now)
+        return None
+
+    def _drop_erased_or_expired(self, source: SourceConfig, found: Mapping[str, Any], now: datetime) -> None:
+        if found.get("kind") == ERASED_KIND:
+            self.leads.delete_one({"_id": found["_id"], "source_id": source.id, "kind": ERASED_KIND})
+        else:
+            self.leads.delete_one({"_id": found["_id"], "source_id": source.id,
+                                   EXPIRY_FIELD: {"$lte": stored_time(now)}})
 
     def _drop_expired_hold(self, source: SourceConfig, hold_id: Any, now: datetime) -> None:
         """Delete a hold that has expired (it counts for nothing); a live one stays."""
@@ -429,6 +465,10 @@ class LeadRepository:
             found = unwritten.holder(source, claim) if unwritten is not None else None
             if found is None:
                 found = self._holder(source, looked_up)
+            if found is not None and (found.get("kind") == ERASED_KIND or _lead_expired(found, now)):
+                if found.get("kind") == ERASED_KIND and not self.allow_after_erasure:
+                    return StoreResult(LeadStatus.SUPPRESSED, transaction_id)
+                continue  # a lead past its retention, or a block the host lets posts take over
             if found is not None and found.get("kind") == HOLD_KIND:
                 taken_over = ping_id is not None and found.get("_id") == ping_id and _fits(found, doc)
                 if _hold_live(found, now) and not taken_over:
@@ -469,6 +509,8 @@ class LeadRepository:
         if hold_seconds <= 0:
             for field, twin in twins.items():
                 found = self._holder(source, twin)
+                if found is not None and found.get("kind") == ERASED_KIND and not self.allow_after_erasure:
+                    return PingResult(LeadStatus.SUPPRESSED)
                 if found is not None and self._counts(found, cutoff, now):
                     return PingResult(LeadStatus.DUPLICATE, (field,))
             return PingResult(LeadStatus.ACCEPT)
@@ -488,6 +530,11 @@ class LeadRepository:
                     found = self._holder(source, str(twin))
                     if found is None:
                         continue
+                    if found.get("kind") == ERASED_KIND or _lead_expired(found, now):
+                        if found.get("kind") == ERASED_KIND and not self.allow_after_erasure:
+                            return PingResult(LeadStatus.SUPPRESSED)
+                        self._drop_erased_or_expired(source, found, now)
+                        break
                     if self._counts(found, cutoff, now):
                         return PingResult(LeadStatus.DUPLICATE, (claim_rule(str(twin)),))
                     if found.get("kind") == HOLD_KIND:
@@ -548,14 +595,20 @@ class LeadRepository:
         """Does ``found`` (a lead or a hold holding a value) make a post of it a duplicate now?"""
         if found.get("kind") == HOLD_KIND:
             return _hold_live(found, now)
+        if found.get("kind") == ERASED_KIND or _lead_expired(found, now):
+            return False  # a block the host lets pings ignore; a lead past its retention
         return cutoff is None or as_utc(found["created_at"]) >= cutoff
 
     # -- reading ----------------------------------------------------------------
 
     def find(
-        self, source_id: str | ObjectId, *, lead_id: str | ObjectId | None = None, transaction_id: str | None = None
+        self, source_id: str | ObjectId, *, lead_id: str | ObjectId | None = None, transaction_id: str | None = None,
+        now: datetime | None = None,
     ) -> dict[str, Any] | None:
-        """One stored lead of ``source_id`` by ``lead_id`` or ``transaction_id`` (``lead_view``), or None."""
+        """One stored lead of ``source_id`` by ``lead_id`` or ``transaction_id`` (``lead_view``), or None.
+
+        A lead past its retention (``expires_at`` <= ``now``, default the real time) is not
+        found, although the TTL monitor may not have removed it yet."""
         source = parse_object_id(source_id)
         if source is None:
             return None
@@ -565,10 +618,12 @@ class LeadRepository:
                 return None
             # By _id alone: SecantusDB's planner scans the collection for {_id, source_id}.
             doc = self.leads.find_one({"_id": oid})
-            if doc is not None and (doc.get("source_id") != source or doc.get("kind") == HOLD_KIND):
-                doc = None  # another source's lead, or a pre-ping's hold, is not found
+            if doc is not None and (doc.get("source_id") != source or doc.get("kind") in (HOLD_KIND, ERASED_KIND)):
+                doc = None  # another source's lead, a pre-ping's hold or an erasure's block is not found
         else:
             doc = self.leads.find_one({"source_id": source, "claims": transaction_claim(str(transaction_id))})
+        if doc is not None and _lead_expired(doc, datetime.now(timezone.utc) if now is None else now):
+            doc = None
         return lead_view(doc) if doc is not None else None
 
     @staticmethod
@@ -593,7 +648,7 @@ class LeadRepository:
 
 def lead_view(doc: Mapping[str, Any]) -> dict[str, Any]:
     """A stored lead as fetch answers it and signals carry it (JSON-ready; no internals)."""
-    hidden = {"_id", "source_id", "claims", "fingerprint", "created_at", "transaction_id"}
+    hidden = {"_id", "source_id", "claims", "fingerprint", "created_at", "transaction_id", EXPIRY_FIELD}
     created = doc.get("created_at")
     return {
         "lead_id": str(doc["_id"]),
@@ -629,7 +684,7 @@ def find_lead(
 
 @dataclasses.dataclass(frozen=True)
 class PingResult:
-    lead_status: LeadStatus  # ACCEPT or DUPLICATE
+    lead_status: LeadStatus  # ACCEPT, DUPLICATE or SUPPRESSED (an erased consumer)
     matched_on: tuple[str, ...] = ()
     ping_id: str | None = None
     hold_expires_at: datetime | None = None
@@ -665,6 +720,13 @@ def _fits(hold: Mapping[str, Any], doc: Mapping[str, Any]) -> bool:
     """True if every value the hold holds is the lead's value for that field."""
     held = {claim for claim in hold.get("claims") or () if not claim.startswith(HOLD_MARK)}
     return held <= set(doc["claims"])
+
+
+def _lead_expired(lead: Mapping[str, Any], now: datetime) -> bool:
+    """A lead of a source with retention counts for nothing once ``expires_at`` <= now (stored
+    precision), whether or not the TTL monitor (every 60 s) has removed it yet."""
+    expires = lead.get(EXPIRY_FIELD)
+    return isinstance(expires, datetime) and as_utc(expires) <= stored_time(now)
 
 
 def _hold_live(hold: Mapping[str, Any], now: datetime) -> bool:

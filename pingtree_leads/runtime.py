@@ -62,7 +62,8 @@ class LeadsRuntime:
         self.sources = SourceCache(
             database[settings.sources_collection], settings.source_cache_seconds, settings.source_cache_size
         )
-        self.repository = LeadRepository(database, settings.leads_collection)
+        self.repository = LeadRepository(database, settings.leads_collection,
+                                         allow_after_erasure=settings.allow_after_erasure)
         #: Suppression lists (section 10): read only for a source that names lists.
         self.suppressions = SuppressionStore(database, settings.suppressions_collection)
         self.auth = bearer_auth(self.sources, settings.clock)

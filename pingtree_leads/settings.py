@@ -53,6 +53,11 @@ class Settings:
     openapi_route: str | None = "/api/lead/openapi.json"
     #: Collection holding the suppression lists' entries (hashes only; docs/endpoint.md "Suppression lists").
     suppressions_collection: str = "suppressions"
+    #: Collection[Any] holding the PII-free erasure records (SHA-256s, time, counts) of erase_consumer.
+    erasures_collection: str = "erasures"
+    #: Let a post or held ping of an erased consumer through (it takes the erasure's block over)
+    #: instead of answering ``suppressed``.
+    allow_after_erasure: bool = False
     #: Clock used for created_at, dedupe windows and key grace (tests replace it).
     clock: Callable[[], datetime] = utc_now
 
@@ -136,7 +141,7 @@ class Settings:
             refuse("max_live_holds", "must be at least 1")
         if self.extra_value_max_length < 1:
             refuse("extra_value_max_length", "must be at least 1")
-        for name in ("sources_collection", "leads_collection", "suppressions_collection"):
+        for name in ("sources_collection", "leads_collection", "suppressions_collection", "erasures_collection"):
             if not getattr(self, name):
                 refuse(name, "must not be empty")
         if self.openapi_route is not None and not self.openapi_route.startswith("/"):

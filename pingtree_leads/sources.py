@@ -40,6 +40,8 @@ class PublicSource:
     lenient: bool = False
     #: The suppression lists a lead of this source is checked against (section 10).
     suppression_lists: tuple[str, ...] = ()
+    #: Days a lead is kept before MongoDB removes it (contract section 11); None: kept.
+    retention_days: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +58,8 @@ class SourceConfig:
     lenient: bool = False
     #: The suppression lists a lead of this source is checked against (section 10); () = none, no read.
     suppression_lists: tuple[str, ...] = ()
+    #: Days a lead is kept (its ``expires_at`` is set at insert, a TTL index removes it); None: kept.
+    retention_days: float | None = None
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> SourceConfig:
@@ -71,6 +75,7 @@ class SourceConfig:
             ),
             lenient=bool(doc.get("lenient", False)),
             suppression_lists=tuple(doc.get("suppression_lists", ())),
+            retention_days=doc.get("retention_days"),
         )
 
     def public(self) -> PublicSource:
@@ -79,6 +84,7 @@ class SourceConfig:
             id=str(self.id), name=self.name, is_active=self.is_active, required_fields=self.required_fields,
             dedupe_fields=self.dedupe_fields, dedupe_window_days=self.dedupe_window_days, lenient=self.lenient,
             suppression_lists=self.suppression_lists,
+            retention_days=self.retention_days,
         )
 
     def dedupe_cutoff(self, now: datetime) -> datetime | None:
@@ -86,3 +92,9 @@ class SourceConfig:
         if self.dedupe_window_days is None:
             return None
         return now - timedelta(days=self.dedupe_window_days)
+
+    def expires_at(self, created_at: datetime) -> datetime | None:
+        """When a lead stored at ``created_at`` expires (None: kept for good)."""
+        if self.retention_days is None:
+            return None
+        return created_at + timedelta(days=self.retention_days)

@@ -18,11 +18,13 @@ from bson import ObjectId
 from flask import Flask, Response, current_app, request
 
 from . import signals
+from .erasure import ERASABLE_FIELDS, any_key_erased, erased_after_store, is_erased, unblocked_values
 from .errors import (
     ACCEPTED_MESSAGE,
     DUPLICATE_MESSAGE,
     INVALID_FIELD_MESSAGE,
     MISSING_FIELD_MESSAGE,
+    PING_SUPPRESSED_MESSAGE,
     REPLAYED_MESSAGE,
     SUPPRESSED_MESSAGE,
     ApiError,
@@ -31,7 +33,16 @@ from .errors import (
 )
 from .http import lead_fields, parse_urlencoded
 from .mongo import parse_object_id
-from .repository import MAX_HOLD_SECONDS, StoreResult, TooManyHolds, dedupe_claim, hashed_claim, stored_lead_view
+from .repository import (
+    MAX_HOLD_SECONDS,
+    PingResult,
+    StoreResult,
+    TooManyHolds,
+    dedupe_claim,
+    hashed_claim,
+    stored_lead_view,
+    value_sha256,
+)
 from .runtime import LeadsRuntime
 from .schemas import (
     DECLARED_FIELDS,
@@ -109,6 +120,7 @@ def create_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
         result = runtime.repository.predict(source, checked, transaction_id, now, ping_id=ping_id)
     else:
         result = runtime.repository.store(source, checked, transaction_id, now, ping_id=ping_id)
+    result = _erasure_check(runtime, source, checked, result, test)
     logger.info(
         "lead %s source=%s transaction_id=%s lead_id=%s%s%s",
         result.lead_status, db_source_id, transaction_id, result.lead_id, " (replay)" if result.replayed else "",
@@ -140,8 +152,20 @@ def _suppressed(
     return envelope(201, SUPPRESSED_MESSAGE, data)
 
 
-#: A pre-ping's answer for a consumer on a list the source checks (no list named).
-PING_SUPPRESSED_MESSAGE = "A post of this consumer now would not be accepted"
+def _erasure_check(
+    runtime: LeadsRuntime, source: SourceConfig, lead: ValidLead, result: StoreResult, test: bool
+) -> StoreResult:
+    """Contract section 11: a new lead with an erased value the source holds no claim for (so no
+    block refused it) is taken back (a test only reads).  Costs nothing when every erasable
+    value of the lead is a dedupe claim (a default source): blocks in the claims index decide."""
+    if result.lead_status is not LeadStatus.ACCEPT or result.replayed or runtime.settings.allow_after_erasure:
+        return result
+    if test:
+        erased = is_erased(runtime.database, unblocked_values(source, lead), runtime.settings.erasures_collection)
+    else:
+        erased = result.lead_id is not None and erased_after_store(runtime.database, runtime.settings, source,
+                                                                  lead, result.lead_id)
+    return StoreResult(LeadStatus.SUPPRESSED, result.transaction_id) if erased else result
 
 
 def _query_test_values() -> list[Any] | str:
@@ -228,6 +252,8 @@ def outcome_response(result: StoreResult, test: bool = False) -> Response:
     if result.lead_status is LeadStatus.CONFLICT:
         raise ApiError(409, data={"transaction_id": result.transaction_id, **marker})
     data: dict[str, Any] = {"lead_status": result.lead_status, "transaction_id": result.transaction_id}
+    if result.lead_status is LeadStatus.SUPPRESSED:  # an erased consumer: nothing stored, no reason given
+        return envelope(201, SUPPRESSED_MESSAGE, {**data, **marker})
     if result.lead_status is LeadStatus.DUPLICATE:
         data["matched_on"] = list(result.matched_on)
         return envelope(201, DUPLICATE_MESSAGE, {**data, **marker})
@@ -268,10 +294,18 @@ def ping_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
             logger.info("ping suppressed source=%s%s", db_source_id, " (test)" if test else "")
             return envelope(200, PING_SUPPRESSED_MESSAGE,
                             {"lead_status": LeadStatus.SUPPRESSED, **({"test": True} if test else {})})
+    # Erased values the source holds no claim for (blocks answer for the others): one read, before
+    # anything is held.  A ping stores no lead, so reading first cannot let a lead through.
+    keys = [] if runtime.settings.allow_after_erasure else [
+        f"{field}:{value_sha256(values.plain[field])}" if field in values.plain else f"{field}:{values.hashed[field]}"
+        for field in ERASABLE_FIELDS
+        if field not in source.dedupe_fields and (field in values.plain or field in values.hashed)]
     try:
-        # A test ping answers as usual and holds nothing.
-        result = runtime.repository.ping(source, claims, 0 if test else hold_seconds, now,
-                                         max_holds=runtime.settings.max_live_holds)
+        if any_key_erased(runtime.database, keys, runtime.settings.erasures_collection):
+            result = PingResult(LeadStatus.SUPPRESSED)
+        else:  # A test ping answers as usual and holds nothing.
+            result = runtime.repository.ping(source, claims, 0 if test else hold_seconds, now,
+                                             max_holds=runtime.settings.max_live_holds)
     except TooManyHolds as exc:
         wait = max(1, math.ceil((exc.retry_at - now).total_seconds()))
         logger.warning("ping refused: source=%s has its most live holds (%d); answered 429", db_source_id,
@@ -280,6 +314,8 @@ def ping_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
     logger.info("ping %s source=%s held=%s%s", result.lead_status, db_source_id, result.ping_id is not None,
                 " (test)" if test else "")
     data: dict[str, Any] = {"lead_status": result.lead_status, **({"test": True} if test else {})}
+    if result.lead_status is LeadStatus.SUPPRESSED:  # an erased consumer: nothing held
+        return envelope(200, PING_SUPPRESSED_MESSAGE, data)
     if result.lead_status is LeadStatus.DUPLICATE:
         data["matched_on"] = list(result.matched_on)
         return envelope(200, "A post of this consumer now would be a duplicate", data)
@@ -326,7 +362,7 @@ def fetch_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
         raise ApiError(400, "transaction_id is malformed",
                        {"fields": ["transaction_id"], "errors": {"transaction_id": ["Must be 1-128 of A-Z a-z 0-9 "
                                                                                     ". _ -"]}})
-    found = runtime.repository.find(db_source_id, **{name: value})
+    found = runtime.repository.find(db_source_id, **{name: value}, now=runtime.settings.clock())
     # Never the looked-up value in the log: a transaction id may be a sender's internal reference.
     logger.info("lead fetch source=%s by=%s found=%s", db_source_id, name, found is not None)
     if found is None:

@@ -320,7 +320,7 @@ def test_ping_is_documented_with_every_outcome(settings: Settings) -> None:
     assert "Retry-After" in operation["responses"]["429"]["headers"]
     assert [p["name"] for p in operation["parameters"]] == ["xxTest"]  # test mode from the query string
     assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
-    assert set(_examples(operation, "200")) == {"accept", "held", "duplicate"}
+    assert set(_examples(operation, "200")) == {"accept", "held", "duplicate", "suppressed"}
     body = doc["components"]["schemas"]["PingInput"]
     props = body["properties"]
     assert set(props) == {"email", "mobile", "phone", "email_sha256", "mobile_sha256", "hold_seconds"}

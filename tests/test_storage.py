@@ -312,7 +312,7 @@ def test_migration_moves_old_leads_to_claims_keeping_every_rule(database: Any, c
     report = migrate_storage(database)
     assert report.leads_rewritten == 2 and set(report.indexes_dropped) == {
         "pingtree_1_transaction", "pingtree_2_dedupe_email", "pingtree_3_dedupe_mobile"}
-    assert set(leads.index_information()) == {"_id_", "pingtree_claims", "pingtree_hold_expiry"}
+    assert set(leads.index_information()) == {"_id_", "pingtree_claims", "pingtree_hold_expiry", "pingtree_lead_expiry"}
     assert leads.count_documents({"dedupe": {"$exists": True}}) == 0
     assert migrate_storage(database).leads_rewritten == 0  # idempotent
     # The migrated claims are the ones new leads take: the old lead still blocks its consumer.

@@ -1,0 +1,226 @@
+"""Erasing a consumer (contract section 11; GDPR art. 17, CCPA "delete"): every lead of every
+source holding their email or mobile is deleted, and a post racing the erasure cannot
+store them again.
+
+The order makes it race-safe without a read-then-write check:
+
+1. A PII-free *erasure record* is inserted first into its own collection (``erasures``):
+   the SHA-256s of the canonical values (``keys``), the time; the counts when done.
+2. For each source and each erased value the source *deduplicates on*, a *block* is
+   inserted into the leads collection: a document of kind ``"erased"`` holding the value's
+   hold twin ``~<field>:<hash>`` in the unique ``(source_id, claims)`` index.  A lead (or a
+   pre-ping hold) holding that twin makes the insert fail: it is deleted (index-backed by
+   the same claim) and the block inserted again, until it stands.  From then on the index
+   itself refuses every lead and hold of the value: a post is ``suppressed``.  A default
+   source (dedupe on email and mobile) thus pays nothing new per lead.
+3. For each value the source does *not* deduplicate on (no claim to block), and for leads
+   of a windowed source whose claims were released, the source's leads are scanned (the
+   ``source_id`` prefix of the claims index; cost: the source's index keys) and deleted.
+   A post to such a source reads the erasure records *after* its insert
+   (``erased_after_store``) and deletes its own lead if the consumer was erased: of the
+   erasure (record, then scan) and the post (insert, then read), whichever comes second
+   sees the other's write, so the lead never survives both.
+
+Idempotent: a second erasure finds the blocks standing and nothing to delete (it is still
+recorded: the records are the log of requests).  Nothing here logs or returns a value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from .mongo import acknowledged, parse_object_id, stored_time
+from .repository import CLAIMS_INDEX, ERASED_KIND, HOLD_KIND, LeadRepository, dedupe_claim, hold_twin, value_sha256
+from .schemas import ValidLead, ping_values, schema_for
+from .settings import Settings, utc_now
+from .sources import SourceConfig
+from .transient import ContentionError
+
+logger = logging.getLogger("pingtree_leads")
+
+#: The fields an erasure is asked for (the consumer's identity across sources).
+ERASABLE_FIELDS = ("email", "mobile")
+#: The multikey index of the erasure records' ``keys`` (``<field>:<sha256>``).
+ERASURE_KEYS_INDEX = "pingtree_erasure_keys"
+#: A block that keeps meeting re-created leads is tried this often before giving up (503-like).
+MAX_BLOCK_ATTEMPTS = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class ErasureReport:
+    """What ``erase_consumer`` removed: leads per source id (24-hex), only sources with some."""
+
+    erasure_id: str
+    removed: dict[str, int]
+    erased_at: datetime
+
+    @property
+    def total(self) -> int:
+        return sum(self.removed.values())
+
+
+def canonical_values(email: str | None = None, mobile: str | None = None) -> dict[str, str]:
+    """The values as leads store them: the email's canonical form (canonical.py), the mobile's
+    10 digits (punctuation and a leading +1 removed, as a lenient source stores it; a strict
+    source stores only 10 digits).  ``ValueError`` names the field, never the value."""
+    raw = {name: value for name, value in (("email", email), ("mobile", mobile)) if value is not None}
+    for name, value in raw.items():
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be text")
+    if not raw or not any(value.strip() for value in raw.values()):
+        raise ValueError("give the consumer's email, mobile or both")
+    values = ping_values(raw, schema_for((), Settings(), True), ERASABLE_FIELDS)
+    if values.errors:
+        raise ValueError(f"not a valid {', '.join(sorted(values.errors))}: nothing was erased")
+    return dict(values.plain)
+
+
+def erasure_keys(values: Mapping[str, str]) -> list[str]:
+    """What an erasure record holds of the values: ``<field>:<SHA-256 of the canonical value>``."""
+    return sorted(f"{field}:{value_sha256(value)}" for field, value in values.items())
+
+
+def erasure_records(database: Database[Any], name: str = Settings.erasures_collection) -> Collection[Any]:
+    collection: Collection[Any] = acknowledged(database)[name]
+    return collection
+
+
+def ensure_erasure_index(database: Database[Any], name: str = Settings.erasures_collection) -> None:
+    """The index a post's check and a repeated erasure look records up by (idempotent)."""
+    erasure_records(database, name).create_index([("keys", ASCENDING)], name=ERASURE_KEYS_INDEX)
+
+
+def erase_consumer(
+    database: Database[Any],
+    email: str | None = None,
+    mobile: str | None = None,
+    *,
+    leads_collection: str = Settings.leads_collection,
+    sources_collection: str = Settings.sources_collection,
+    erasures_collection: str = Settings.erasures_collection,
+    clock: Callable[[], datetime] = utc_now,
+) -> ErasureReport:
+    """Delete every lead of every source holding this email or mobile; block their return.
+
+    The erasure record (no PII) is written first; then each source is blocked or scanned
+    (module docstring).  Returns the counts per source.  Idempotent; safe while the
+    endpoint runs.  Costs: one insert and one update of the record, one read of the
+    sources, per source and deduplicated value one insert (plus a find and a delete per
+    lead or hold met), per value not deduplicated (or a windowed source) one scan of the
+    source's index keys.
+    """
+    values = canonical_values(email, mobile)
+    repository = LeadRepository(database, leads_collection)
+    repository.ensure_indexes()
+    ensure_erasure_index(database, erasures_collection)
+    records = erasure_records(database, erasures_collection)
+    now = stored_time(clock())
+    erasure_id = ObjectId()
+    records.insert_one({"_id": erasure_id, "keys": erasure_keys(values), "erased_at": now, "completed_at": None})
+    removed: dict[str, int] = {}
+    sources = acknowledged(database)[sources_collection].find({}, {"api_keys": 0}).sort("_id", ASCENDING)
+    for doc in sources:
+        source = SourceConfig.from_document(doc)
+        count = erase_from_source(repository, source, values, erasure_id, now)
+        if count:
+            removed[str(source.id)] = count
+    records.update_one({"_id": erasure_id}, {"$set": {
+        "removed": [{"source_id": ObjectId(sid), "leads": n} for sid, n in removed.items()],
+        "total": sum(removed.values()), "completed_at": stored_time(clock())}})
+    logger.info("consumer erased: erasure_id=%s sources=%d leads=%d", erasure_id, len(removed), sum(removed.values()))
+    return ErasureReport(str(erasure_id), removed, now)
+
+
+def erase_from_source(
+    repository: LeadRepository, source: SourceConfig, values: Mapping[str, str], erasure_id: ObjectId, now: datetime
+) -> int:
+    """Block or scan one source for the erased values; the number of leads deleted."""
+    deleted = 0
+    for field, value in values.items():
+        if field in source.dedupe_fields:
+            deleted += _block(repository, source, hold_twin(dedupe_claim(source.id, field, value)), erasure_id, now)
+            if source.dedupe_window_days is None:
+                continue  # every lead of the value held the claim: the block found them all
+        # No claim to block, or claims a window released: the source's leads of the value.
+        deleted += _delete_matching(repository, source, field, value)
+    return deleted
+
+
+def _block(repository: LeadRepository, source: SourceConfig, twin: str, erasure_id: ObjectId,
+           now: datetime) -> int:
+    """Insert the block holding ``twin`` in ``source``, deleting whatever holds it first."""
+    leads = repository.leads
+    deleted = 0
+    for _ in range(MAX_BLOCK_ATTEMPTS):
+        try:
+            leads.insert_one({"_id": ObjectId(), "source_id": source.id, "kind": ERASED_KIND, "claims": [twin],
+                              "erasure_id": erasure_id, "created_at": now})
+            return deleted
+        except DuplicateKeyError:
+            pass  # a lead, a hold, or an earlier erasure's block holds the value
+        holder = leads.find_one({"source_id": source.id, "claims": twin}, {"kind": 1})
+        if holder is None:
+            continue  # removed meanwhile: insert again
+        if holder.get("kind") == ERASED_KIND:
+            return deleted  # already blocked (a repeated erasure)
+        gone = leads.delete_one({"_id": holder["_id"], "source_id": source.id}).deleted_count
+        if holder.get("kind") != HOLD_KIND:
+            deleted += gone
+    raise ContentionError("leads of the erased consumer kept being re-created")
+
+
+def _delete_matching(repository: LeadRepository, source: SourceConfig, field: str, value: str) -> int:
+    """Delete the source's leads whose ``field`` is ``value``: a scan of the source's range of
+    the claims index (hinted: SecantusDB's planner would scan the collection)."""
+    leads = repository.leads
+    found = leads.find({"source_id": source.id, field: value}, {"_id": 1}).hint(CLAIMS_INDEX)
+    ids = list(dict.fromkeys(doc["_id"] for doc in found))
+    if not ids:
+        return 0
+    return int(leads.delete_many({"_id": {"$in": ids}, "source_id": source.id, field: value}).deleted_count)
+
+
+def unblocked_values(source: SourceConfig, lead: ValidLead) -> dict[str, str]:
+    """The lead's erasable values the source holds no claim for (it does not deduplicate on
+    them): what a post must check against the erasure records.  Empty for a default source."""
+    return {field: value for field in ERASABLE_FIELDS
+            if field not in source.dedupe_fields and isinstance(value := lead.fields.get(field), str)}
+
+
+def is_erased(database: Database[Any], values: Mapping[str, str],
+              collection: str = Settings.erasures_collection) -> bool:
+    """Is any of these canonical values erased?  One read through ``pingtree_erasure_keys``."""
+    return any_key_erased(database, erasure_keys(values), collection)
+
+
+def any_key_erased(database: Database[Any], keys: list[str], collection: str = Settings.erasures_collection) -> bool:
+    """Is any of these ``<field>:<sha256>`` keys in an erasure record?  No read for none.
+    (A hashed pre-ping's ``email_sha256`` is such a SHA-256 already.)"""
+    if not keys:
+        return False
+    query = {"keys": {"$in": keys}}
+    return erasure_records(database, collection).find_one(query, {"_id": 1}) is not None
+
+
+def erased_after_store(
+    database: Database[Any], settings: Settings, source: SourceConfig, lead: ValidLead, lead_id: str
+) -> bool:
+    """After a lead was stored: if a value the source does not block was erased, delete the lead
+    (True).  No read for a lead whose erasable values are all claimed (a default source), nor
+    when the host allows posts after erasure."""
+    values = unblocked_values(source, lead)
+    if settings.allow_after_erasure or not is_erased(database, values, settings.erasures_collection):
+        return False
+    oid = parse_object_id(lead_id)
+    acknowledged(database)[settings.leads_collection].delete_one({"_id": oid, "source_id": source.id})
+    return True

@@ -1,0 +1,403 @@
+"""Retention and erasure (contract section 11)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from flask import Flask
+
+from pingtree_leads import CreatedSource, PingtreeLeads, create_source, erase_consumer, find_lead, signals
+from pingtree_leads.errors import SUPPRESSED_MESSAGE
+from pingtree_leads.mongo import as_utc
+from pingtree_leads.repository import LEAD_EXPIRY_INDEX, LEAD_INDEXES
+
+from .conftest import FakeClock, Poster, assert_envelope, lead, make_app
+from .test_storage import CommandLog, monitored, server_uri  # noqa: F401  (fixtures)
+
+EMAIL = "Erase.Me@Example.COM"
+STORED_EMAIL = "erase.me@example.com"
+MOBILE = "5551234567"
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def consumer_leads(database: Any) -> int:
+    return int(database["leads"].count_documents({"$or": [{"email": STORED_EMAIL}, {"mobile": MOBILE}]}))
+
+
+class Sources:
+    """One source of each kind an erasure must handle."""
+
+    def __init__(self, database: Any, clock: FakeClock) -> None:
+        self.default = create_source(database, "Default", clock=clock)  # email + mobile
+        self.email_only = create_source(database, "Email only", dedupe_fields=["email"], clock=clock)
+        self.none = create_source(database, "No dedupe", dedupe_fields=[], clock=clock)
+        self.lenient = create_source(database, "Lenient", lenient=True, clock=clock)
+        self.windowed = create_source(database, "Windowed", dedupe_fields=["email"], dedupe_window_days=7,
+                                      clock=clock)
+
+    def all(self) -> list[CreatedSource]:
+        return [self.default, self.email_only, self.none, self.lenient, self.windowed]
+
+
+def posters(app: Flask, database: Any, sources: Sources) -> dict[str, Poster]:
+    client = app.test_client()
+    return {src.name: Poster(client, database, src) for src in sources.all()}
+
+
+def stored_of(database: Any, src: CreatedSource) -> int:
+    return int(database["leads"].count_documents({"source_id": ObjectId(src.id), "kind": {"$exists": False}}))
+
+
+# -- retention --------------------------------------------------------------------------------------
+
+
+def test_retention_sets_expires_at_and_a_sparse_ttl_index(database: Any, clock: FakeClock) -> None:
+    kept = create_source(database, "Kept", clock=clock)
+    month = create_source(database, "Month", retention_days=30, clock=clock)
+    client = make_app(database, clock=clock).test_client()
+    assert_envelope(Poster(client, database, kept).post(lead(transaction_id="k")), 201)
+    assert_envelope(Poster(client, database, month).post(lead(transaction_id="m")), 201)
+    info = database["leads"].index_information()[LEAD_EXPIRY_INDEX]
+    assert [tuple(k) for k in info["key"]] == [("expires_at", 1)]
+    assert info["expireAfterSeconds"] == 0 and info["sparse"] is True
+    assert LEAD_INDEXES[LEAD_EXPIRY_INDEX] == ([("expires_at", 1)], {"expireAfterSeconds": 0, "sparse": True})
+    kept_doc = database["leads"].find_one({"transaction_id": "k"})
+    assert "expires_at" not in kept_doc  # no key in the TTL index for a source without retention
+    doc = database["leads"].find_one({"transaction_id": "m"})
+    assert as_utc(doc["expires_at"]) == as_utc(doc["created_at"]) + timedelta(days=30)
+    assert database["database_sources"].find_one({"_id": ObjectId(month.id)})["retention_days"] == 30
+    assert "retention_days" not in database["database_sources"].find_one({"_id": ObjectId(kept.id)})
+    # Fetch and signals never show the internal field.
+    assert "expires_at" not in (find_lead(database, month.id, transaction_id="m") or {"expires_at": 1})
+
+
+@pytest.mark.parametrize("bad", [0, -1, math.nan, math.inf, True, "30"])
+def test_retention_must_be_a_positive_number(database: Any, bad: Any) -> None:
+    with pytest.raises(ValueError, match="retention_days"):
+        create_source(database, "Bad", retention_days=bad)
+    assert database["database_sources"].count_documents({}) == 0
+
+
+def test_a_lead_past_its_retention_counts_for_nothing(database: Any, clock: FakeClock) -> None:
+    src = create_source(database, "Day", retention_days=1, clock=clock)
+    app = make_app(database, clock=clock, allow_fetch=True)
+    p = Poster(app.test_client(), database, src)
+    body = lead(transaction_id="old", email="kept@example.com")
+    first = assert_envelope(p.post(body), 201)
+    assert assert_envelope(p.post(lead(email="kept@example.com")), 201)["lead_status"] == "duplicate"
+    clock.advance(days=1, seconds=1)
+    # mongomock's and the servers' TTL monitors go by the real clock: the lead is still stored.
+    assert database["leads"].count_documents({"transaction_id": "old"}) == 1
+    fetched = app.test_client().get(f"/api/lead/fetch/{src.id}", query_string={"lead_id": first["lead_id"]},
+                                    headers=p.headers)
+    assert_envelope(fetched, 404)
+    ping = app.test_client().post(f"/api/lead/ping/{src.id}", json={"email": "kept@example.com"}, headers=p.headers)
+    assert assert_envelope(ping, 200)["lead_status"] == "accept"
+    test = assert_envelope(p.post({**lead(email="kept@example.com"), "xxTest": True}), 201)
+    assert test["lead_status"] == "accept" and "lead_id" not in test
+    again = assert_envelope(p.post(lead(email="kept@example.com")), 201)
+    assert again["lead_status"] == "accept"
+    assert database["leads"].count_documents({"email": "kept@example.com"}) == 1  # the old one was removed
+    # The expired lead was deleted with its transaction claim: the id is free again.
+    assert assert_envelope(p.post({**body, "email": "new@example.com"}), 201)["lead_status"] == "accept"
+
+
+def test_create_source_cli_takes_retention_days(database: Any) -> None:
+    app = Flask("cli")
+    PingtreeLeads().init_app(app, database=database)
+    result = app.test_cli_runner().invoke(args=["pingtree-leads", "create-source", "Kept 90", "--retention-days", "90"])
+    assert result.exit_code == 0, result.output
+    assert database["database_sources"].find_one({"name": "Kept 90"})["retention_days"] == 90
+    refused = app.test_cli_runner().invoke(args=["pingtree-leads", "create-source", "Never", "--retention-days", "0"])
+    assert refused.exit_code == 2
+
+
+# -- erasure ------------------------------------------------------------------------------------------
+
+
+def fill(database: Any, clock: FakeClock, sources: Sources, app: Flask) -> dict[str, Poster]:
+    """The consumer in every source (twice in the windowed one), and another consumer beside."""
+    p = posters(app, database, sources)
+    for src in (sources.default, sources.email_only, sources.none):
+        assert_envelope(p[src.name].post(lead(email=EMAIL, mobile=MOBILE)), 201)
+        assert_envelope(p[src.name].post(lead(email="other@example.com", mobile="5559990000")), 201)
+    # Only the mobile: found by a scan where the source holds no mobile claim.
+    assert_envelope(p[sources.email_only.name].post(lead(email="alias@example.com", mobile=MOBILE)), 201)
+    assert_envelope(p[sources.lenient.name].post(lead(email="x@example.com", mobile="+1 (555) 123-4567")), 201)
+    assert_envelope(p[sources.windowed.name].post(lead(email=STORED_EMAIL)), 201)
+    clock.advance(days=8)
+    assert assert_envelope(p[sources.windowed.name].post(lead(email=EMAIL)), 201)["lead_status"] == "accept"
+    assert consumer_leads(database) == 7
+    return p
+
+
+def test_erasure_deletes_the_consumer_in_every_source(database: Any, clock: FakeClock) -> None:
+    sources = Sources(database, clock)
+    fill(database, clock, sources, make_app(database, clock=clock))
+    others = database["leads"].count_documents({"email": "other@example.com"})
+    report = erase_consumer(database, email=" ERASE.me@example.com ", mobile="+1 555.123.4567", clock=clock)
+    assert report.removed == {sources.default.id: 1, sources.email_only.id: 2, sources.none.id: 1,
+                              sources.lenient.id: 1, sources.windowed.id: 2}
+    assert report.total == 7
+    assert consumer_leads(database) == 0
+    assert database["leads"].count_documents({"email": "other@example.com"}) == others == 3
+    # Blocks exist only where a claim could carry them, and are no leads.
+    blocks = list(database["leads"].find({"kind": "erased"}))
+    assert Counter(str(b["source_id"]) for b in blocks) == {sources.default.id: 2, sources.email_only.id: 1,
+                                                            sources.lenient.id: 2, sources.windowed.id: 1}
+    assert find_lead(database, sources.default.id, lead_id=blocks[0]["_id"]) is None
+
+
+def test_erasure_is_idempotent_and_its_record_holds_no_pii(
+    database: Any, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    sources = Sources(database, clock)
+    app = make_app(database, clock=clock)
+    fill(database, clock, sources, app)
+    with caplog.at_level(logging.DEBUG, logger="pingtree_leads"):
+        first = erase_consumer(database, email=EMAIL, mobile=MOBILE, clock=clock)
+        second = erase_consumer(database, email=EMAIL, mobile=MOBILE, clock=clock)
+        posted = posters(app, database, sources)[sources.none.name].post(lead(email=EMAIL))
+        assert assert_envelope(posted, 201)["lead_status"] == "suppressed"
+    assert first.total == 7 and second.total == 0 and second.removed == {}
+    assert database["leads"].count_documents({"kind": "erased"}) == 6  # no second block
+    records = list(database["erasures"].find())
+    assert len(records) == 2
+    for record in records:
+        assert record["keys"] == sorted([f"email:{sha(STORED_EMAIL)}", f"mobile:{sha(MOBILE)}"])
+        assert record["completed_at"] is not None and record["erased_at"] is not None
+        text = json.dumps(record, default=str).lower()
+        assert "erase.me" not in text and "example.com" not in text and MOBILE not in text
+    assert records[0]["total"] == 7
+    assert {str(r["source_id"]): r["leads"] for r in records[0]["removed"]} == first.removed
+    logged = "\n".join(r.getMessage() for r in caplog.records).lower()
+    assert "erase.me" not in logged and MOBILE not in logged and "consumer erased" in logged
+    blocks = json.dumps(list(database["leads"].find({"kind": "erased"})), default=str).lower()
+    assert "erase.me" not in blocks and MOBILE not in blocks
+
+
+def test_erasure_needs_a_valid_value_and_names_no_value(database: Any) -> None:
+    with pytest.raises(ValueError, match="email, mobile or both"):
+        erase_consumer(database)
+    with pytest.raises(ValueError, match="email") as caught:
+        erase_consumer(database, email="not-an-address")
+    assert "not-an-address" not in str(caught.value)
+    with pytest.raises(ValueError, match="mobile"):
+        erase_consumer(database, mobile="12")
+    assert "erasures" not in database.list_collection_names() or database["erasures"].count_documents({}) == 0
+
+
+def test_posts_pings_and_tests_after_erasure_are_suppressed(database: Any, clock: FakeClock) -> None:
+    sources = Sources(database, clock)
+    app = make_app(database, clock=clock)
+    p = fill(database, clock, sources, app)
+    erase_consumer(database, email=EMAIL, mobile=MOBILE, clock=clock)
+    accepted: list[Any] = []
+    signals.lead_accepted.connect(lambda sender, **kw: accepted.append(kw), app, weak=False)
+    for src in sources.all():
+        poster = p[src.name]
+        for body in (lead(email=EMAIL), lead(mobile="555-123-4567" if src is sources.lenient else MOBILE)):
+            response = poster.post(body)
+            data = assert_envelope(response, 201)
+            assert data["lead_status"] == "suppressed", src.name
+            assert response.get_json()["message"] == SUPPRESSED_MESSAGE
+            assert set(data) == {"lead_status", "transaction_id"}
+        test = assert_envelope(poster.post({**lead(email=EMAIL), "xxTest": "true"}), 201)
+        assert test["lead_status"] == "suppressed" and test["test"] is True, src.name
+        url = f"/api/lead/ping/{src.id}"
+        for ping in ({"email": EMAIL, "hold_seconds": 60}, {"email_sha256": sha(STORED_EMAIL)},
+                     {"mobile_sha256": sha(MOBILE).upper(), "hold_seconds": 30}):
+            answer = assert_envelope(app.test_client().post(url, json=ping, headers=poster.headers), 200)
+            assert answer == {"lead_status": "suppressed"}, (src.name, ping)
+    assert consumer_leads(database) == 0 and accepted == []
+    assert database["leads"].count_documents({"kind": "hold"}) == 0
+    # Other consumers are decided as ever.
+    fresh = assert_envelope(p[sources.default.name].post(lead(email="fresh@example.com")), 201)
+    assert fresh["lead_status"] == "accept"
+
+
+def test_a_live_hold_of_the_consumer_is_removed_and_cannot_be_taken_over(database: Any, clock: FakeClock) -> None:
+    src = create_source(database, "Held", clock=clock)
+    app = make_app(database, clock=clock)
+    p = Poster(app.test_client(), database, src)
+    ping = {"email": EMAIL, "hold_seconds": 300}
+    held = assert_envelope(app.test_client().post(f"/api/lead/ping/{src.id}", json=ping, headers=p.headers), 200)
+    assert erase_consumer(database, email=EMAIL, clock=clock).total == 0  # a hold is no lead
+    assert database["leads"].count_documents({"kind": "hold"}) == 0
+    data = assert_envelope(p.post({**lead(email=EMAIL), "ping_id": held["ping_id"]}), 201)
+    assert data["lead_status"] == "suppressed" and consumer_leads(database) == 0
+
+
+def test_allow_after_erasure_lets_the_consumer_back(database: Any, clock: FakeClock) -> None:
+    sources = Sources(database, clock)
+    fill(database, clock, sources, make_app(database, clock=clock))
+    erase_consumer(database, email=EMAIL, mobile=MOBILE, clock=clock)
+    app = make_app(database, clock=clock, config={"PINGTREE_LEADS_ALLOW_AFTER_ERASURE": "yes"})  # env text
+    p = posters(app, database, sources)
+    for src in sources.all():
+        ping = app.test_client().post(f"/api/lead/ping/{src.id}", json={"email": EMAIL}, headers=p[src.name].headers)
+        assert assert_envelope(ping, 200)["lead_status"] == "accept", src.name
+        assert assert_envelope(p[src.name].post(lead(email=EMAIL, mobile=MOBILE)), 201)["lead_status"] == "accept"
+    assert consumer_leads(database) == 5
+    # The block was taken over: dedupe works on the new lead again.
+    again = assert_envelope(p[sources.default.name].post(lead(email=EMAIL)), 201)
+    assert again == {**again, "lead_status": "duplicate", "matched_on": ["email"]}
+
+
+def test_erase_cli_prints_counts_never_values(database: Any, clock: FakeClock) -> None:
+    sources = Sources(database, clock)
+    fill(database, clock, sources, make_app(database, clock=clock))
+    app = Flask("cli")
+    PingtreeLeads().init_app(app, database=database, clock=clock)
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["pingtree-leads", "erase", "--email", EMAIL, "--mobile", MOBILE])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    record = database["erasures"].find_one()
+    assert lines[0] == f"erasure {record['_id']}: 7 lead(s) removed"
+    assert sorted(line.split()[:2] for line in lines[1:]) == sorted(
+        [[sources.default.id, "1"], [sources.email_only.id, "2"], [sources.none.id, "1"],
+         [sources.lenient.id, "1"], [sources.windowed.id, "2"]])
+    assert "Email only" in result.output
+    assert "erase.me" not in result.output.lower() and MOBILE not in result.output
+    again = runner.invoke(args=["pingtree-leads", "erase", "--mobile", "555 123 4567"])
+    assert again.exit_code == 0 and again.output.splitlines()[0].endswith(": 0 lead(s) removed")
+    assert runner.invoke(args=["pingtree-leads", "erase"]).exit_code == 2
+    bad = runner.invoke(args=["pingtree-leads", "erase", "--email", "secret-not-an-address"])
+    assert bad.exit_code == 2 and "secret-not-an-address" not in bad.output
+
+
+# -- costs and plans (wire servers) --------------------------------------------------------------------
+
+
+def test_a_default_source_pays_nothing_new(monitored: tuple[Any, CommandLog]) -> None:  # noqa: F811
+    db, log = monitored
+    default = create_source(db, "Default")
+    retained = create_source(db, "Retained", retention_days=30)
+    email_only = create_source(db, "Email only", dedupe_fields=["email"])
+    client = make_app(db).test_client()
+    d, r, e = (Poster(client, db, s) for s in (default, retained, email_only))
+    for poster in (d, r, e):
+        assert_envelope(poster.post(lead()), 201)  # warm-up
+    erase_consumer(db, email="someone@example.com", mobile="5550000000")
+    log.commands.clear()
+    assert assert_envelope(d.post(lead()), 201)["lead_status"] == "accept"
+    assert assert_envelope(r.post(lead()), 201)["lead_status"] == "accept"
+    assert [name for name, _ in log.commands] == ["insert", "insert"]
+    log.commands.clear()
+    # A source that holds no mobile claim reads the erasure records once, after its insert.
+    assert assert_envelope(e.post(lead()), 201)["lead_status"] == "accept"
+    assert [(name, cmd.get(name)) for name, cmd in log.commands] == [("insert", "leads"), ("find", "erasures")]
+    log.commands.clear()
+    assert assert_envelope(d.post(lead(email="someone@example.com")), 201)["lead_status"] == "suppressed"
+    assert [name for name, _ in log.commands] == ["insert", "find"]  # the block is read to tell it from a lead
+
+
+def test_every_erasure_lookup_uses_an_index(monitored: tuple[Any, CommandLog]) -> None:  # noqa: F811
+    db, log = monitored
+    sources = Sources(db, FakeClock())
+    client = make_app(db).test_client()
+    for src in sources.all():
+        for _ in range(30):
+            assert_envelope(Poster(client, db, src).post(lead()), 201)
+        assert_envelope(Poster(client, db, src).post(lead(email=EMAIL, mobile=MOBILE)), 201)
+    log.commands.clear()
+    erase_consumer(db, email=EMAIL, mobile=MOBILE)
+    assert_envelope(Poster(client, db, sources.none).post(lead(email=EMAIL)), 201)  # the post's check
+    finds = [cmd for name, cmd in log.commands if name == "find" and cmd["find"] in ("leads", "erasures")]
+    assert {cmd["find"] for cmd in finds} == {"leads", "erasures"}
+    for cmd in finds:
+        query = {"find": cmd["find"], "filter": cmd["filter"], **({"hint": cmd["hint"]} if "hint" in cmd else {})}
+        plan = db.command("explain", query, verbosity="queryPlanner")
+        text = repr(plan["queryPlanner"]["winningPlan"])
+        assert "IXSCAN" in text and "COLLSCAN" not in text, cmd["filter"]
+
+
+# -- races (wire servers) ----------------------------------------------------------------------------------
+
+
+def test_erasure_racing_posts_leaves_no_lead_of_the_consumer(real_database: Any) -> None:
+    db = real_database
+    default = create_source(db, "Default")
+    email_only = create_source(db, "Email only", dedupe_fields=["email"])
+    none = create_source(db, "None", dedupe_fields=[])
+    sources = [default, email_only, none]
+    app = make_app(db)
+    for src in sources:
+        assert_envelope(Poster(app.test_client(), db, src).post(lead()), 201)  # indexes, caches
+    threads = 6
+    start = threading.Barrier(threads + 1)
+    erased = threading.Event()
+
+    def consumer_poster(n: int) -> Counter[str]:
+        client = app.test_client()
+        src = sources[n % len(sources)]
+        headers = {"Authorization": f"Bearer {src.api_key}"}
+        seen: Counter[str] = Counter()
+        start.wait()
+        after = 0
+        while after < 5:  # keep posting until a few posts after the erasure ended
+            if erased.is_set():
+                after += 1
+            body = lead(email=EMAIL, mobile=MOBILE) if n % 2 else lead(mobile=MOBILE)
+            response = client.post(f"/api/lead/create/{src.id}", json=body, headers=headers)
+            assert response.status_code == 201, response.get_data(as_text=True)
+            status = response.get_json()["data"]["lead_status"]
+            seen[status] += 1
+            if erased.is_set() and after:
+                assert status == "suppressed"
+        return seen
+
+    def others_poster() -> list[str]:
+        client = app.test_client()
+        start.wait()
+        out = []
+        for i in range(30):
+            src = sources[i % len(sources)]
+            body = lead(email=f"bystander{i}@example.com", mobile=f"55500{i:05d}")
+            response = client.post(f"/api/lead/create/{src.id}", json=body,
+                                   headers={"Authorization": f"Bearer {src.api_key}"})
+            out.append(response.get_json()["data"]["lead_status"])
+        return out
+
+    with ThreadPoolExecutor(threads + 1) as pool:
+        posting = [pool.submit(consumer_poster, n) for n in range(threads - 1)]
+        others = pool.submit(others_poster)
+        start.wait()
+        report = erase_consumer(db, email=EMAIL, mobile=MOBILE)
+        erased.set()
+        seen = sum((f.result() for f in posting), Counter())
+        bystanders = others.result()
+    assert consumer_leads(db) == 0, report
+    assert seen["suppressed"] > 0
+    assert bystanders == ["accept"] * 30
+    assert db["leads"].count_documents({"email": {"$regex": "^bystander"}}) == 30
+
+
+def test_suppressed_examples_of_the_document_are_real_answers(database: Any, clock: FakeClock) -> None:
+    from pingtree_leads.openapi import openapi_document
+
+    src = create_source(database, "Documented", clock=clock)
+    app = make_app(database, clock=clock)
+    p = Poster(app.test_client(), database, src)
+    erase_consumer(database, email=EMAIL, clock=clock)
+    paths = openapi_document()["paths"]
+    created = paths["/api/lead/create/{db_source_id}"]["post"]["responses"]["201"]["content"]["application/json"]
+    pinged = paths["/api/lead/ping/{db_source_id}"]["post"]["responses"]["200"]["content"]["application/json"]
+    answer = p.post(lead(email=EMAIL, transaction_id="tx-1005"))
+    assert answer.get_json() == created["examples"]["suppressed"]["value"]
+    ping = app.test_client().post(f"/api/lead/ping/{src.id}", json={"email": EMAIL}, headers=p.headers)
+    assert ping.get_json() == pinged["examples"]["suppressed"]["value"]
