@@ -306,7 +306,8 @@ def import_command(
         with _rejects_file(rejects) as reject_file, _Progress(total, "checking" if dry_run else "importing") as bar:
             summary = import_csv(
                 csv_file, source, rt.repository, rt.settings,
-                schema_for(source.required_fields, rt.settings, source.lenient),
+                schema_for(source.required_fields, rt.settings, source.lenient, source.require_any_of,
+                           source.require_trusted_form_host),
                 mapping=mapping, rejects=reject_file, batch_size=batch_size, progress=bar.update,
                 warn=bar.warn, dry_run=dry_run,
                 validators=rt.validators, notify=functools.partial(signals.send, sender=app),

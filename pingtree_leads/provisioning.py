@@ -11,6 +11,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo.database import Database
 
+from .consent import check_require_any_of
 from .keys import hash_api_key, new_api_key
 from .mongo import acknowledged, as_utc, parse_object_id
 from .schemas import LEAD_FIELDS, LEAD_NAMES, MAX_DEDUPE_FIELDS, REQUIRABLE_FIELDS, dedupe_field_ok
@@ -76,6 +77,8 @@ def create_source(
     lenient: bool = False,
     sources_collection: str = Settings.sources_collection,
     clock: Callable[[], datetime] = utc_now,
+    require_any_of: Iterable[str] = (),
+    require_trusted_form_host: bool = False,
 ) -> CreatedSource:
     """Provision a database source, as the Pingtree dashboard does.
 
@@ -83,6 +86,11 @@ def create_source(
     most ``MAX_DEDUPE_FIELDS``); ``lenient`` makes the source normalise phone numbers,
     ZIP+4, state names and US dates before its rules run (lenient.py).  Returns its id
     and its API key; only the key's hash is stored.
+
+    Consent evidence (consent.py): ``require_any_of`` names kinds of evidence of which a lead
+    must carry one (``"trusted_form"`` for ``xxTrustedFormCertUrl``, or a consent field name);
+    ``require_trusted_form_host`` makes ``xxTrustedFormCertUrl`` valid only on
+    ``cert.trustedform.com``.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError("a source needs a non-empty name")
@@ -98,6 +106,8 @@ def create_source(
         "required_fields": _check_fields("required_fields", required_fields, REQUIRABLE_FIELDS),
         "dedupe_fields": check_dedupe_fields(dedupe_fields),
         "lenient": bool(lenient),
+        "require_any_of": check_require_any_of(require_any_of),
+        "require_trusted_form_host": bool(require_trusted_form_host),
         "dedupe_window_days": dedupe_window_days,
         "is_active": bool(is_active),
         "api_keys": [{"hash": hash_api_key(key), "expires_at": None}],

@@ -38,6 +38,9 @@ class PublicSource:
     dedupe_fields: tuple[str, ...]
     dedupe_window_days: float | None
     lenient: bool = False
+    #: Consent evidence (consent.py): one of these kinds must be present; the TrustedForm cert host rule.
+    require_any_of: tuple[str, ...] = ()
+    require_trusted_form_host: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +55,8 @@ class SourceConfig:
     dedupe_window_days: float | None
     key_hashes: tuple[tuple[str, datetime | None], ...]
     lenient: bool = False
+    require_any_of: tuple[str, ...] = ()
+    require_trusted_form_host: bool = False
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> SourceConfig:
@@ -66,6 +71,8 @@ class SourceConfig:
                 (k["hash"], as_utc(k["expires_at"]) if k.get("expires_at") else None) for k in doc.get("api_keys", ())
             ),
             lenient=bool(doc.get("lenient", False)),
+            require_any_of=tuple(doc.get("require_any_of", ())),
+            require_trusted_form_host=bool(doc.get("require_trusted_form_host", False)),
         )
 
     def public(self) -> PublicSource:
@@ -73,6 +80,7 @@ class SourceConfig:
         return PublicSource(
             id=str(self.id), name=self.name, is_active=self.is_active, required_fields=self.required_fields,
             dedupe_fields=self.dedupe_fields, dedupe_window_days=self.dedupe_window_days, lenient=self.lenient,
+            require_any_of=self.require_any_of, require_trusted_form_host=self.require_trusted_form_host,
         )
 
     def dedupe_cutoff(self, now: datetime) -> datetime | None:
