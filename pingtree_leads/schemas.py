@@ -349,10 +349,14 @@ class TrustedFormCertUrl(HttpsUrl):
     """``xxTrustedFormCertUrl``: an https URL; on the certificate host itself when the source
     says so (``require_trusted_form_host``)."""
 
+    #: Set by a ``require_trusted_form_host`` source's schema (each schema has its own field objects).
+    host_only = False
+
     def check(self, value: str) -> str:
-        value = super().check(value)
-        parent = self.parent
-        if isinstance(parent, LeadSchema) and parent.require_trusted_form_host and not on_trusted_form_host(value):
+        # HttpsUrl.check inline: this is the usual TrustedForm field, a call less per lead.
+        if not PLAIN_HTTPS_URL.fullmatch(value) and not is_https_url(value):
+            raise self.make_error("bad", problem=HTTPS_URL_RULE)
+        if self.host_only and not on_trusted_form_host(value):
             raise self.make_error("bad", problem=TRUSTED_FORM_HOST_RULE)
         return value
 
@@ -489,6 +493,9 @@ class LeadSchema(Schema):
         #: The source's consent rules (consent.py): evidence of which kind is required, the cert host.
         self.require_any_of = tuple(require_any_of)
         self.require_trusted_form_host = require_trusted_form_host
+        cert_url = self.fields["xxTrustedFormCertUrl"]
+        if require_trusted_form_host and isinstance(cert_url, TrustedFormCertUrl):
+            cert_url.host_only = True
         for name in self.required_fields:
             self.fields[name].required = True
         #: Fields whose ``deserialize`` adds nothing to ``_deserialize`` for a present, non-null
@@ -511,8 +518,9 @@ class LeadSchema(Schema):
         errors: dict[str, list[str]] = {}
         declared = self.load_fields
         plain = self._plain_fields
-        # Consent fields are never required: absent ones need no look-up.
-        checked = self._core_fields if data.keys().isdisjoint(CONSENT_NAMES) else declared
+        # Consent fields are never required: a lead without any (the usual one) skips them.
+        consent_sent = not CONSENT_NAMES.isdisjoint(data)
+        checked = declared if consent_sent else self._core_fields
         for name, field in checked.items():
             value = data.get(name, missing)
             if value is missing and not field.required:
@@ -534,7 +542,7 @@ class LeadSchema(Schema):
                 errors.setdefault(name, []).extend(messages)
         if errors:
             raise ValidationError(errors)
-        lead: ValidLead = self.to_lead(result, data)
+        lead: ValidLead = self.to_lead(result, data, consent_sent=consent_sent)
         return lead
 
     @validates_schema(skip_on_field_errors=False, pass_original=True)
@@ -564,11 +572,14 @@ class LeadSchema(Schema):
         return "Must be a string, number or boolean."
 
     @post_load(pass_original=True)
-    def to_lead(self, data: dict[str, Any], original: Mapping[str, Any], **kwargs: Any) -> ValidLead:
+    def to_lead(self, data: dict[str, Any], original: Mapping[str, Any], consent_sent: bool | None = None,
+                **kwargs: Any) -> ValidLead:
         trusted_form = {TRUSTED_FORM_FIELDS[k]: data.pop(k) for k in TRUSTED_FORM_FIELDS if k in data}
         transaction_id = data.pop("transaction_id", None)
         lead_fields = {name: data.pop(name) for name in LEAD_FIELDS if name in data}
-        consent = {name: data.pop(name) for name in CONSENT_FIELDS if name in data}
+        if consent_sent is None:  # called by Schema.load, not load_lead
+            consent_sent = not CONSENT_NAMES.isdisjoint(data)
+        consent = {name: data.pop(name) for name in CONSENT_FIELDS if name in data} if consent_sent else {}
         if consent:
             problems = with_text_hash(consent)
             if problems:
