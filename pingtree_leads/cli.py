@@ -24,6 +24,7 @@ from flask.cli import with_appcontext
 from pymongo.errors import OperationFailure, PyMongoError
 
 from . import signals
+from .consent import EVIDENCE
 from .importer import OUTCOMES, ImportFileError, ImportSummary, count_rows, import_csv, parse_mapping
 from .migration import migrate_storage
 from .mongo import parse_object_id
@@ -124,10 +125,15 @@ def source_or_fail(source_id: str) -> SourceConfig:
 @click.option("--inactive", is_flag=True, help="Create the source switched off (it answers 403).")
 @click.option("--lenient", is_flag=True,
               help="Normalise phone punctuation, ZIP+4, state names and MM/DD/YYYY before the rules.")
+@click.option("--require-any-of", multiple=True, metavar="EVIDENCE",
+              help="Consent evidence a lead needs one of: trusted_form or consent field names (repeat or "
+                   "comma-separate).")
+@click.option("--require-trusted-form-host", is_flag=True,
+              help="Accept xxTrustedFormCertUrl only on cert.trustedform.com.")
 @_friendly_errors
 def create_source_command(
     name: str, required: tuple[str, ...], dedupe: tuple[str, ...], window_days: float | None, inactive: bool,
-    lenient: bool,
+    lenient: bool, require_any_of: tuple[str, ...] = (), require_trusted_form_host: bool = False,
 ) -> None:
     """Create a database source; prints its id and its API key (shown only this once)."""
     if not name.strip():
@@ -137,6 +143,8 @@ def create_source_command(
         required_fields=_names(required, REQUIRABLE_FIELDS, "--required"),
         dedupe_fields=_dedupe_names(dedupe),
         dedupe_window_days=window_days, is_active=not inactive, lenient=lenient, **provisioning(),
+        require_any_of=_names(tuple(n.lower() for n in require_any_of), tuple(EVIDENCE), "--require-any-of"),
+        require_trusted_form_host=require_trusted_form_host,
     )
     click.echo(f"id:      {created.id}")
     click.echo(f"api key: {created.api_key}")

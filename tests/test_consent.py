@@ -383,3 +383,16 @@ def test_consent_at_near_now_uses_the_configured_clock(poster: Poster, clock: Fa
     sent = (clock.now + timedelta(minutes=4)).isoformat()
     assert_envelope(poster.post(lead(transaction_id="skew", consent_at=sent)), 201)
     refused(poster, lead(consent_at=(clock.now + timedelta(minutes=6)).isoformat()), "consent_at")
+
+
+def test_cli_create_source_sets_the_consent_rules(database: Any, clock: FakeClock) -> None:
+    app = Flask("consent_cli")
+    PingtreeLeads().init_app(app, database=database, clock=clock)
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["pingtree-leads", "create-source", "Evidence", "--require-any-of",
+                                 "Trusted_Form,jornaya_leadid", "--require-trusted-form-host"])
+    assert result.exit_code == 0, result.output
+    doc = database["database_sources"].find_one({"name": "Evidence"})
+    assert doc["require_any_of"] == ["trusted_form", "jornaya_leadid"] and doc["require_trusted_form_host"] is True
+    bad = runner.invoke(args=["pingtree-leads", "create-source", "Bad", "--require-any-of", "xxTest"])
+    assert bad.exit_code != 0 and "--require-any-of" in bad.output
