@@ -26,6 +26,7 @@ from flask.cli import with_appcontext
 from pymongo.errors import OperationFailure, PyMongoError
 
 from . import signals
+from .consent import EVIDENCE
 from .erasure import erase_consumer
 from .importer import ImportFileError, ImportSummary, count_rows, import_csv, parse_mapping
 from .migration import migrate_storage
@@ -151,10 +152,16 @@ def source_or_fail(source_id: str) -> SourceConfig:
               help="A suppression list its leads are checked against (repeat or comma-separate).")
 @click.option("--retention-days", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Have MongoDB remove each lead N days after it was stored (default: keep).")
+@click.option("--require-any-of", multiple=True, metavar="EVIDENCE",
+              help="Consent evidence a lead needs one of: trusted_form or consent field names (repeat or "
+                   "comma-separate).")
+@click.option("--require-trusted-form-host", is_flag=True,
+              help="Accept xxTrustedFormCertUrl only on cert.trustedform.com.")
 @_friendly_errors
 def create_source_command(
     name: str, required: tuple[str, ...], dedupe: tuple[str, ...], window_days: float | None, inactive: bool,
-    lenient: bool, lists: tuple[str, ...], retention_days: float | None,
+    lenient: bool, lists: tuple[str, ...], retention_days: float | None, require_any_of: tuple[str, ...] = (),
+    require_trusted_form_host: bool = False,
 ) -> None:
     """Create a database source; prints its id and its API key (shown only this once)."""
     if not name.strip():
@@ -166,6 +173,8 @@ def create_source_command(
         dedupe_window_days=window_days, is_active=not inactive, lenient=lenient, **provisioning(),
         suppression_lists=_list_names(lists),
         retention_days=retention_days,
+        require_any_of=_names(tuple(n.lower() for n in require_any_of), tuple(EVIDENCE), "--require-any-of"),
+        require_trusted_form_host=require_trusted_form_host,
     )
     click.echo(f"id:      {created.id}")
     click.echo(f"api key: {created.api_key}")
@@ -336,7 +345,8 @@ def import_command(
         with _rejects_file(rejects) as reject_file, _Progress(total, "checking" if dry_run else "importing") as bar:
             summary = import_csv(
                 csv_file, source, rt.repository, rt.settings,
-                schema_for(source.required_fields, rt.settings, source.lenient),
+                schema_for(source.required_fields, rt.settings, source.lenient, source.require_any_of,
+                           source.require_trusted_form_host),
                 mapping=mapping, rejects=reject_file, batch_size=batch_size, progress=bar.update,
                 warn=bar.warn, dry_run=dry_run,
                 validators=rt.validators, notify=functools.partial(signals.send, sender=app),

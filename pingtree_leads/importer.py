@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from . import lenient, signals
+from .consent import CONSENT_FIELDS
 from .errors import MESSAGES, LeadStatus
 from .repository import LeadRepository, StoreResult, UnwrittenLeads, fingerprint, stored_lead_view
 from .schemas import (
@@ -102,8 +103,10 @@ ALIASES: dict[str, str] = {
     **dict.fromkeys(("street", "streetaddress", "addr", "address1"), "address"),
     "txid": "transaction_id",
     **{name.lower()[2:]: name for name in TRUSTED_FORM_FIELDS},  # trustedformtoken, ...
+    # Jornaya's own names for its token (its hidden input, and the older universal one).
+    **dict.fromkeys(("leadidtoken", "universalleadid"), "jornaya_leadid"),
 }
-_FIELD_NAMES = (*LEAD_FIELDS, "transaction_id", *TRUSTED_FORM_FIELDS)
+_FIELD_NAMES = (*LEAD_FIELDS, "transaction_id", *TRUSTED_FORM_FIELDS, *CONSENT_FIELDS)
 #: Every name a column is compared with, normalised -> the field it stands for.
 _KNOWN_NAMES: dict[str, str] = {**ALIASES, **{name.lower().replace("_", ""): name for name in _FIELD_NAMES}}
 #: Abbreviations match only exactly (``name`` is not ``lname``).
@@ -128,7 +131,7 @@ def likely_field(column: str) -> str | None:
     known alias (``phone``, ``zip``, ``dob``); otherwise within 2 edits of a field or an
     alias (1 for names of 4 letters, none for shorter ones: ``ip`` is not ``zip``), but
     never a name with a digit (``address2``) or a field with 2 or more characters added
-    around it (``ip_address``, ``work_email``): those are other fields on purpose.
+    around it (``work_email``, ``email_domain``): those are other fields on purpose.
     """
     squashed = _squash(column)
     if squashed in _KNOWN_NAMES:

@@ -16,6 +16,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import ValidationError, fields
 
+from .consent import CONSENT_FIELDS
 from .errors import (
     ACCEPTED_MESSAGE,
     BAD_SOURCE_ID_MESSAGE,
@@ -73,6 +74,8 @@ FETCH_EXAMPLE_LEAD: dict[str, Any] = {
     "state": "NY", "zip_code": "10001",
     "trusted_form": {"cert_url": "https://cert.trustedform.com/2f4c1e9a7b3d5f8e0a6c4b2d9e1f3a5c7b9d0e2f"},
     "extra": {"utm_source": "spring_campaign", "coverage_amount": 250000},
+    "consent": {"ip_address": "203.0.113.7", "consent_at": "2025-03-14T16:04:51.000+00:00",
+                "jornaya_leadid": "0A1B2C3D-4E5F-6071-8293-A4B5C6D7E8F9"},
     "created_at": "2025-03-14T16:05:09.412+00:00",
 }
 
@@ -399,7 +402,10 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
         "invalidField. Values are trimmed; blank or null counts as absent. "
         "Other names (^[A-Za-z][A-Za-z0-9_-]{0,63}$, scalar values) are kept under `extra`, JSON numbers and "
         "booleans as they are; TrustedForm fields go to `trusted_form` ("
-        + ", ".join(f"{k} -> {v}" for k, v in TRUSTED_FORM_FIELDS.items()) + "). The patterns are the rules of "
+        + ", ".join(f"{k} -> {v}" for k, v in TRUSTED_FORM_FIELDS.items()) + "), consent evidence ("
+        + ", ".join(CONSENT_FIELDS) + ", read in any case) to `consent`; a source may require one kind of "
+        "evidence (missingField naming the alternatives) and TrustedForm certificates on "
+        "cert.trustedform.com. The patterns are the rules of "
         "a strict source (the default); a lenient source normalises mobile, zip_code, state and date_of_birth "
         "first (see each field)."
     )
@@ -645,7 +651,8 @@ def _add_fetch(spec: APISpec, settings: Settings, lead_schema: dict[str, Any], e
         "type": "object",
         "description": "A stored lead, as fetch answers it and the lead_accepted signal carries it: the standard "
                        "fields that were sent, as stored (email canonical, state upper-case, mobile and zip_code "
-                       "digit strings), TrustedForm fields under trusted_form, other fields under extra. Internal "
+                       "digit strings), TrustedForm fields under trusted_form, consent evidence under consent "
+                       "({} when none was sent), other fields under extra. Internal "
                        "bookkeeping (source_id, claims, fingerprint) is left out.",
         "required": ["lead_id", "transaction_id", "trusted_form", "extra", "created_at"],
         "properties": {
@@ -658,6 +665,17 @@ def _add_fetch(spec: APISpec, settings: Settings, lead_schema: dict[str, Any], e
                 "additionalProperties": False,
             },
             "extra": {"type": "object", "additionalProperties": extra_value},
+            "consent": {
+                "type": "object",
+                "description": "Consent evidence as stored: ip_address canonical, consent_at in UTC (ISO 8601 with "
+                               "milliseconds), jornaya_leadid upper-case, consent_text_sha256 lower-case (also "
+                               "computed when only consent_text was sent).",
+                "properties": {
+                    **{name: {"type": "string"} for name in CONSENT_FIELDS},
+                    "consent_at": {"type": "string", "format": "date-time"},
+                },
+                "additionalProperties": False,
+            },
             "created_at": {"type": "string", "format": "date-time",
                            "description": "When it was stored: UTC, ISO 8601 with milliseconds."},
         },

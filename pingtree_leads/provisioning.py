@@ -12,6 +12,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo.database import Database
 
+from .consent import check_require_any_of
 from .keys import hash_api_key, new_api_key
 from .mongo import acknowledged, as_utc, parse_object_id
 from .schemas import LEAD_FIELDS, LEAD_NAMES, MAX_DEDUPE_FIELDS, REQUIRABLE_FIELDS, dedupe_field_ok
@@ -88,6 +89,8 @@ def create_source(
     clock: Callable[[], datetime] = utc_now,
     suppression_lists: Iterable[str] = (),
     retention_days: float | None = None,
+    require_any_of: Iterable[str] = (),
+    require_trusted_form_host: bool = False,
 ) -> CreatedSource:
     """Provision a database source, as the Pingtree dashboard does.
 
@@ -100,6 +103,11 @@ def create_source(
     (suppression.py); a name with no entry yet is allowed (a list exists once it has one).
     ``retention_days`` (None = keep): each lead gets ``expires_at`` = ``created_at`` + that many
     days, and MongoDB removes it then (the TTL index ``pingtree_lead_expiry``).
+
+    Consent evidence (consent.py): ``require_any_of`` names kinds of evidence of which a lead
+    must carry one (``"trusted_form"`` for ``xxTrustedFormCertUrl``, or a consent field name);
+    ``require_trusted_form_host`` makes ``xxTrustedFormCertUrl`` valid only on
+    ``cert.trustedform.com``.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError("a source needs a non-empty name")
@@ -117,6 +125,8 @@ def create_source(
         "required_fields": _check_fields("required_fields", required_fields, REQUIRABLE_FIELDS),
         "dedupe_fields": check_dedupe_fields(dedupe_fields),
         "lenient": bool(lenient),
+        "require_any_of": check_require_any_of(require_any_of),
+        "require_trusted_form_host": bool(require_trusted_form_host),
         "dedupe_window_days": dedupe_window_days,
         "is_active": bool(is_active),
         "api_keys": [{"hash": hash_api_key(key), "expires_at": None}],

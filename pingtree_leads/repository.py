@@ -199,8 +199,18 @@ _FINGERPRINT_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 def fingerprint(lead: ValidLead) -> str:
     """What a replay must match: the lead as stored, after normalisation."""
-    content = {"fields": lead.fields, "trusted_form": lead.trusted_form, "extra": lead.extra}
+    content: dict[str, Any] = {"fields": lead.fields, "trusted_form": lead.trusted_form, "extra": lead.extra}
+    if lead.consent:  # only then: a lead without consent keeps the fingerprint it always had
+        content["consent"] = consent_view(lead.consent)
     return hashlib.sha256(_FINGERPRINT_JSON.encode(content).encode()).hexdigest()
+
+
+def consent_view(consent: Mapping[str, Any]) -> dict[str, Any]:
+    """Stored consent evidence, JSON-ready: ``consent_at`` as ISO 8601 UTC with milliseconds."""
+    moment = consent.get("consent_at")
+    if not isinstance(moment, datetime):
+        return dict(consent)
+    return {**consent, "consent_at": as_utc(moment).isoformat(timespec="milliseconds")}
 
 
 class LeadRepository:
@@ -337,6 +347,8 @@ class LeadRepository:
         expires = source.expires_at(now)
         if expires is not None:  # only a source with retention: the TTL index is sparse
             doc[EXPIRY_FIELD] = expires
+        if lead.consent:  # consent evidence (consent.py): a lead without any stores no key for it
+            doc["consent"] = lead.consent
         return doc
 
     def _insert(self, docs: list[dict[str, Any]], pending: list[int]) -> dict[int, str | None]:
@@ -648,12 +660,13 @@ class LeadRepository:
 
 def lead_view(doc: Mapping[str, Any]) -> dict[str, Any]:
     """A stored lead as fetch answers it and signals carry it (JSON-ready; no internals)."""
-    hidden = {"_id", "source_id", "claims", "fingerprint", "created_at", "transaction_id", EXPIRY_FIELD}
+    hidden = {"_id", "source_id", "claims", "fingerprint", "created_at", "transaction_id", "consent", EXPIRY_FIELD}
     created = doc.get("created_at")
     return {
         "lead_id": str(doc["_id"]),
         "transaction_id": doc.get("transaction_id"),
         **{k: v for k, v in doc.items() if k not in hidden},
+        "consent": consent_view(doc.get("consent") or {}),  # always there, {} for a lead without evidence
         "created_at": as_utc(created).isoformat(timespec="milliseconds") if isinstance(created, datetime) else None,
     }
 

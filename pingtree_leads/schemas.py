@@ -22,6 +22,27 @@ import idna
 from marshmallow import INCLUDE, Schema, ValidationError, fields, missing, post_load, validate, validates_schema
 
 from .canonical import canonical_email, has_invisible, nfc, text_character_problem
+from .consent import (
+    CONSENT_FIELDS,
+    CONSENT_NAMES,
+    CONSENT_TEXT_MAX_LENGTH,
+    IP_MAX_LENGTH,
+    IP_RULE,
+    JORNAYA_LEADID,
+    JORNAYA_RULE,
+    PAGE_URL_MAX_LENGTH,
+    PAGE_URL_RULE,
+    SHA256_HEX,
+    SHA256_RULE,
+    TRUSTED_FORM_HOST_RULE,
+    USER_AGENT_MAX_LENGTH,
+    canonical_ip,
+    missing_evidence,
+    on_trusted_form_host,
+    one_of_message,
+    parse_consent_at,
+    with_text_hash,
+)
 from .errors import LeadStatus
 from .lenient import ALIASES, PLUS4_FIELD, apply_aliases, normalise
 from .settings import Settings
@@ -324,6 +345,81 @@ class HttpsUrl(Text):
         return {**super().openapi(), "format": "uri", "pattern": "^https://"}
 
 
+class TrustedFormCertUrl(HttpsUrl):
+    """``xxTrustedFormCertUrl``: an https URL; on the certificate host itself when the source
+    says so (``require_trusted_form_host``)."""
+
+    #: Set by a ``require_trusted_form_host`` source's schema (each schema has its own field objects).
+    host_only = False
+
+    def check(self, value: str) -> str:
+        # HttpsUrl.check inline: this is the usual TrustedForm field, a call less per lead.
+        if not PLAIN_HTTPS_URL.fullmatch(value) and not is_https_url(value):
+            raise self.make_error("bad", problem=HTTPS_URL_RULE)
+        if self.host_only and not on_trusted_form_host(value):
+            raise self.make_error("bad", problem=TRUSTED_FORM_HOST_RULE)
+        return value
+
+
+# -- consent evidence (contract section 10; the rules live in consent.py) ------------------------
+
+
+class IpAddress(Text):
+    def check(self, value: str) -> str:
+        canonical = canonical_ip(value)
+        if canonical is None:
+            raise self.make_error("bad", problem=IP_RULE)
+        return canonical
+
+    def openapi(self) -> dict[str, Any]:
+        # No single JSON Schema format covers "IPv4 or IPv6": the rule is in the description.
+        return {**super().openapi(), "pattern": "^[0-9A-Fa-f:.]+$"}
+
+
+class ConsentAt(Text):
+    """An RFC 3339 date-time with an offset, stored as a UTC datetime (BSON: milliseconds)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        moment = parse_consent_at(text, _settings(self).clock())
+        if isinstance(moment, str):
+            raise self.make_error("bad", problem=moment)
+        return moment
+
+    def openapi(self) -> dict[str, Any]:
+        return {"type": "string", "format": "date-time"}
+
+
+class HttpUrl(Text):
+    """An http or https URL, held to the TrustedForm URL rule's strictness (``is_https_url``)."""
+
+    def check(self, value: str) -> str:
+        scheme = value[:8].lower()
+        as_https = value if scheme == "https://" else "https://" + value[7:] if scheme[:7] == "http://" else ""
+        if not as_https or (not PLAIN_HTTPS_URL.fullmatch(as_https) and not is_https_url(as_https)):
+            raise self.make_error("bad", problem=PAGE_URL_RULE)
+        return value
+
+    def openapi(self) -> dict[str, Any]:
+        return {**super().openapi(), "format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"}
+
+
+class Pattern(Text):
+    """Text matching ``pattern`` (any case), stored upper- or lower-cased."""
+
+    def __init__(self, max_length: int, pattern: re.Pattern[str], rule: str, upper: bool, **kwargs: Any) -> None:
+        super().__init__(max_length, **kwargs)
+        self.pattern, self.rule, self.upper = pattern, rule, upper
+
+    def check(self, value: str) -> str:
+        if not self.pattern.fullmatch(value):
+            raise self.make_error("bad", problem=self.rule)
+        return value.upper() if self.upper else value.lower()
+
+    def openapi(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": "^" + self.pattern.pattern + "$"}
+
+
 class LeadSchema(Schema):
     """The contract's field table.  Unknown names are kept under ``extra``."""
 
@@ -360,17 +456,46 @@ class LeadSchema(Schema):
                                                                  "A-Z a-z 0-9 . _ -; generated if omitted. "
                                                                  "Retrying with it never stores twice."})
     xxTrustedFormToken = Text(255, metadata={"description": "TrustedForm token; stored as trusted_form.token."})
-    xxTrustedFormCertUrl = HttpsUrl(2048, metadata={"description": "TrustedForm certificate URL; stored as "
+    xxTrustedFormCertUrl = TrustedFormCertUrl(2048, metadata={"description": "TrustedForm certificate URL; stored as "
                                                                     "trusted_form.cert_url. " + URL_RULE_TEXT})
     xxTrustedFormPingUrl = HttpsUrl(2048, metadata={"description": "TrustedForm ping URL; stored as "
                                                                    "trusted_form.ping_url. " + URL_RULE_TEXT})
+    # Consent evidence, stored under ``consent`` (consent.py; docs/endpoint.md "Consent evidence").
+    ip_address = IpAddress(IP_MAX_LENGTH, metadata={
+        "description": "The consumer's IP address as the seller saw it (never this request's own address): IPv4 "
+                       "or IPv6, stored in canonical form (IPv6 compressed, lower-case; an IPv4-mapped address "
+                       "as IPv4). Not unspecified, loopback, multicast or broadcast; no zone id. PII."})
+    user_agent = Text(USER_AGENT_MAX_LENGTH, metadata={"description": "The consumer's browser User-Agent. PII."})
+    consent_text = Text(CONSENT_TEXT_MAX_LENGTH, metadata={
+        "description": "The consent language the consumer agreed to, stored in full with its SHA-256 as "
+                       "consent_text_sha256."})
+    consent_text_sha256 = Pattern(64, SHA256_HEX, SHA256_RULE, upper=False, metadata={
+        "description": "Lower- or upper-case hex SHA-256 of the consent language (UTF-8, NFC, trimmed); stored "
+                       "lower-case. Sent with consent_text it must be that text's hash."})
+    consent_at = ConsentAt(40, metadata={
+        "description": "When the consumer consented: ISO 8601 / RFC 3339 date-time with seconds and a UTC offset; "
+                       "stored as a UTC datetime (milliseconds); at most 5 minutes in the future, not before "
+                       "2000-01-01."})
+    page_url = HttpUrl(PAGE_URL_MAX_LENGTH, metadata={
+        "description": "The page the consumer consented on: an http or https URL, held to the TrustedForm URL "
+                       "rule otherwise."})
+    jornaya_leadid = Pattern(36, JORNAYA_LEADID, JORNAYA_RULE, upper=True, metadata={
+        "description": "Jornaya LeadiD token: 36 hexadecimal characters in GUID form (8-4-4-4-12), any case; "
+                       "stored upper-cased."})
 
-    def __init__(self, required: Iterable[str] = (), settings: Settings | None = None, lenient: bool = False) -> None:
+    def __init__(self, required: Iterable[str] = (), settings: Settings | None = None, lenient: bool = False,
+                 require_any_of: tuple[str, ...] = (), require_trusted_form_host: bool = False) -> None:
         super().__init__()
         self.settings = settings or Settings()
         self.required_fields = tuple(required)
         #: Normalise before the rules (lenient.py): a lenient source's schema.
         self.lenient = lenient
+        #: The source's consent rules (consent.py): evidence of which kind is required, the cert host.
+        self.require_any_of = tuple(require_any_of)
+        self.require_trusted_form_host = require_trusted_form_host
+        cert_url = self.fields["xxTrustedFormCertUrl"]
+        if require_trusted_form_host and isinstance(cert_url, TrustedFormCertUrl):
+            cert_url.host_only = True
         for name in self.required_fields:
             self.fields[name].required = True
         #: Fields whose ``deserialize`` adds nothing to ``_deserialize`` for a present, non-null
@@ -378,6 +503,8 @@ class LeadSchema(Schema):
         self._plain_fields = frozenset(
             name for name, field in self.load_fields.items()
             if not field.validators and not field.pre_load and not field.post_load)
+        #: The fields without the consent ones: a lead with no consent field (the usual one) skips them.
+        self._core_fields = {name: field for name, field in self.load_fields.items() if name not in CONSENT_NAMES}
 
     def load_lead(self, data: Mapping[str, Any]) -> ValidLead:
         """``load`` for one flat lead: the same fields, hooks and errors, a third of the cost.
@@ -391,7 +518,10 @@ class LeadSchema(Schema):
         errors: dict[str, list[str]] = {}
         declared = self.load_fields
         plain = self._plain_fields
-        for name, field in declared.items():
+        # Consent fields are never required: a lead without any (the usual one) skips them.
+        consent_sent = not CONSENT_NAMES.isdisjoint(data)
+        checked = declared if consent_sent else self._core_fields
+        for name, field in checked.items():
             value = data.get(name, missing)
             if value is missing and not field.required:
                 continue
@@ -412,7 +542,7 @@ class LeadSchema(Schema):
                 errors.setdefault(name, []).extend(messages)
         if errors:
             raise ValidationError(errors)
-        lead: ValidLead = self.to_lead(result, data)
+        lead: ValidLead = self.to_lead(result, data, consent_sent=consent_sent)
         return lead
 
     @validates_schema(skip_on_field_errors=False, pass_original=True)
@@ -442,12 +572,21 @@ class LeadSchema(Schema):
         return "Must be a string, number or boolean."
 
     @post_load(pass_original=True)
-    def to_lead(self, data: dict[str, Any], original: Mapping[str, Any], **kwargs: Any) -> ValidLead:
+    def to_lead(self, data: dict[str, Any], original: Mapping[str, Any], consent_sent: bool | None = None,
+                **kwargs: Any) -> ValidLead:
         trusted_form = {TRUSTED_FORM_FIELDS[k]: data.pop(k) for k in TRUSTED_FORM_FIELDS if k in data}
         transaction_id = data.pop("transaction_id", None)
         lead_fields = {name: data.pop(name) for name in LEAD_FIELDS if name in data}
+        if consent_sent is None:  # called by Schema.load, not load_lead
+            consent_sent = not CONSENT_NAMES.isdisjoint(data)
+        consent = {name: data.pop(name) for name in CONSENT_FIELDS if name in data} if consent_sent else {}
+        if consent:
+            problems = with_text_hash(consent)
+            if problems:
+                raise ValidationError(problems)
         extra = {name: data[name] for name in original if name in data}  # in the order sent
-        return ValidLead(fields=lead_fields, trusted_form=trusted_form, extra=extra, transaction_id=transaction_id)
+        return ValidLead(fields=lead_fields, trusted_form=trusted_form, extra=extra, transaction_id=transaction_id,
+                         consent=consent)
 
 
 #: Every name the schema declares (standard, transaction and TrustedForm fields); others are extra.
@@ -471,11 +610,14 @@ class ValidLead:
     trusted_form: dict[str, str]
     extra: dict[str, Any]
     transaction_id: str | None
+    #: Consent evidence (consent.py), stored under ``consent`` only when there is some.
+    consent: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def as_stored(self, transaction_id: str) -> dict[str, Any]:
-        """The values as they would be stored (what host validators see): a fresh dict."""
+        """The values as they would be stored (what host validators see): a fresh dict; ``consent``
+        is always there ({} for none), as fetch shows it."""
         return {"transaction_id": transaction_id, **self.fields, "trusted_form": dict(self.trusted_form),
-                "extra": dict(self.extra)}
+                "extra": dict(self.extra), "consent": dict(self.consent)}
 
 
 #: Most entries in an answer's ``fields`` and ``errors``: a refusal never grows with the request.
@@ -491,6 +633,8 @@ class LeadRejection:
     status: LeadStatus  # MISSING_FIELD or INVALID_FIELD
     fields: list[str]
     errors: dict[str, list[str]]
+    #: The answer's message when the usual one would mislead (one of several fields is required).
+    message: str | None = None
 
     def as_data(self) -> dict[str, Any]:
         """The answer's ``data``: at most ``MAX_REPORTED_FIELDS`` entries each, standard fields first.
@@ -563,9 +707,10 @@ def normalize_input(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=1024)
-def schema_for(required: tuple[str, ...], settings: Settings, lenient: bool = False) -> LeadSchema:
+def schema_for(required: tuple[str, ...], settings: Settings, lenient: bool = False,
+               require_any_of: tuple[str, ...] = (), require_trusted_form_host: bool = False) -> LeadSchema:
     """One schema per source rule set and settings, built once and shared (load is thread-safe)."""
-    return LeadSchema(required, settings, lenient)
+    return LeadSchema(required, settings, lenient, require_any_of, require_trusted_form_host)
 
 
 def _settings(field: fields.Field[Any]) -> Settings:
@@ -650,6 +795,10 @@ def validate_lead(raw: Mapping[str, Any], schema: LeadSchema) -> ValidLead | Lea
     """Validate one lead's raw fields against a source's schema."""
     data, errors = _prepared(raw, schema)
     missing = [name for name in schema.required_fields if name not in data]
+    evidence = missing_evidence(data, schema.require_any_of) if schema.require_any_of else []
+    if evidence:  # none of the evidence the source requires: missingField, naming the alternatives
+        for name in evidence:
+            errors.setdefault(name, []).append(one_of_message(evidence))
     if not missing and not any(name in data for name in LEAD_FIELDS):
         # No required fields, but a lead still needs something to identify it.
         errors["_schema"] = ["At least one lead field is required."]
@@ -663,6 +812,9 @@ def validate_lead(raw: Mapping[str, Any], schema: LeadSchema) -> ValidLead | Lea
             return lead
     for name in missing:
         errors.setdefault(name, [REQUIRED_MESSAGE])
+    if evidence:
+        message = None if missing else f"Missing required field: one of {', '.join(evidence)}"
+        return LeadRejection(LeadStatus.MISSING_FIELD, [*missing, *evidence], errors, message)
     if missing:
         return LeadRejection(LeadStatus.MISSING_FIELD, missing, errors)
     if "_schema" in errors and not any(name in data for name in LEAD_FIELDS):

@@ -42,6 +42,9 @@ class PublicSource:
     suppression_lists: tuple[str, ...] = ()
     #: Days a lead is kept before MongoDB removes it (contract section 11); None: kept.
     retention_days: float | None = None
+    #: Consent evidence (consent.py): one of these kinds must be present; the TrustedForm cert host rule.
+    require_any_of: tuple[str, ...] = ()
+    require_trusted_form_host: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +63,8 @@ class SourceConfig:
     suppression_lists: tuple[str, ...] = ()
     #: Days a lead is kept (its ``expires_at`` is set at insert, a TTL index removes it); None: kept.
     retention_days: float | None = None
+    require_any_of: tuple[str, ...] = ()
+    require_trusted_form_host: bool = False
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> SourceConfig:
@@ -76,6 +81,8 @@ class SourceConfig:
             lenient=bool(doc.get("lenient", False)),
             suppression_lists=tuple(doc.get("suppression_lists", ())),
             retention_days=doc.get("retention_days"),
+            require_any_of=tuple(doc.get("require_any_of", ())),
+            require_trusted_form_host=bool(doc.get("require_trusted_form_host", False)),
         )
 
     def public(self) -> PublicSource:
@@ -85,6 +92,7 @@ class SourceConfig:
             dedupe_fields=self.dedupe_fields, dedupe_window_days=self.dedupe_window_days, lenient=self.lenient,
             suppression_lists=self.suppression_lists,
             retention_days=self.retention_days,
+            require_any_of=self.require_any_of, require_trusted_form_host=self.require_trusted_form_host,
         )
 
     def dedupe_cutoff(self, now: datetime) -> datetime | None:

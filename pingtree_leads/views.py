@@ -94,7 +94,8 @@ def create_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
         raise
     test, test_problems = _test_flag(raw, in_query)
     ping_id, ping_problems = _pop_ping_id(raw)
-    checked = validate_lead(raw, schema_for(source.required_fields, settings, source.lenient))
+    checked = validate_lead(raw, schema_for(source.required_fields, settings, source.lenient,
+                                            source.require_any_of, source.require_trusted_form_host))
     if test_problems or ping_problems:
         checked = _with_errors(checked, {**({TEST_FIELD: test_problems} if test_problems else {}),
                                          **({PING_FIELD: ping_problems} if ping_problems else {})})
@@ -220,7 +221,7 @@ def _with_errors(checked: ValidLead | LeadRejection, errors: dict[str, list[str]
         for name, messages in errors.items():
             merged.setdefault(name, []).extend(messages)
         extra = [name for name in errors if name not in checked.fields]
-        return LeadRejection(checked.status, [*checked.fields, *extra], merged)
+        return LeadRejection(checked.status, [*checked.fields, *extra], merged, checked.message)
     return LeadRejection(LeadStatus.INVALID_FIELD, list(errors), dict(errors))
 
 
@@ -244,7 +245,8 @@ def rejection_response(rejection: LeadRejection, db_source_id: str, test: bool =
     if test:
         data["test"] = True
     missing = rejection.status is LeadStatus.MISSING_FIELD
-    return envelope(400, MISSING_FIELD_MESSAGE if missing else INVALID_FIELD_MESSAGE, data)
+    message = rejection.message or (MISSING_FIELD_MESSAGE if missing else INVALID_FIELD_MESSAGE)
+    return envelope(400, message, data)
 
 
 def outcome_response(result: StoreResult, test: bool = False) -> Response:

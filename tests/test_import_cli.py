@@ -224,7 +224,7 @@ def test_columns_that_look_like_lead_fields_are_warned_about(
         ("Mobile Phone", "mobile"), ("zip", "zip_code"), ("zipcode", "zip_code"), ("dob", "date_of_birth"),
         ("date_of_brith", "date_of_birth"), ("firstname", "first_name"), ("first name", "first_name"),
         ("adress", "address"), ("sate", "state"), ("TrustedForm Cert URL", "xxTrustedFormCertUrl"),
-        ("utm_source", None), ("ip", None), ("ip_address", None), ("address2", None), ("email2", None),
+        ("utm_source", None), ("ip", None), ("address2", None), ("email2", None),
         ("work_email", None), ("phone_type", None), ("name", None), ("age", None), ("county", None),
     ],
 )

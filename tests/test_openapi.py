@@ -16,6 +16,7 @@ from openapi_spec_validator import validate
 
 from pingtree_leads import PingtreeLeads, Settings, create_blueprint, create_source, set_source_active
 from pingtree_leads import repository as repository_module
+from pingtree_leads.consent import CONSENT_FIELDS
 from pingtree_leads.lenient import ALIASES
 from pingtree_leads.openapi import (
     FETCH_EXAMPLE_LEAD,
@@ -72,7 +73,8 @@ def test_every_contract_outcome_is_documented_with_an_example() -> None:
 def test_every_field_is_documented_with_its_rule() -> None:
     doc = openapi_document()
     props = doc["components"]["schemas"]["LeadInput"]["properties"]
-    assert set(props) == {*LEAD_FIELDS, "transaction_id", *TRUSTED_FORM_FIELDS, TEST_FIELD, "ping_id", *ALIASES}
+    assert set(props) == {*LEAD_FIELDS, "transaction_id", *TRUSTED_FORM_FIELDS, TEST_FIELD, "ping_id", *ALIASES,
+                          *CONSENT_FIELDS}
     assert props["first_name"]["maxLength"] == 100
     assert props["email"]["format"] == "email"
     assert props["zip_code"]["oneOf"][0]["pattern"] == "^[0-9]{5}$"
@@ -194,6 +196,8 @@ FETCH_EXAMPLE_POST: dict[str, Any] = {
     "state": "ny", "zip_code": "10001", "transaction_id": "tx-1001",
     "xxTrustedFormCertUrl": FETCH_EXAMPLE_LEAD["trusted_form"]["cert_url"],
     "utm_source": "spring_campaign", "coverage_amount": 250000,
+    "ip_address": "203.0.113.7", "consent_at": "2025-03-14T11:04:51-05:00",
+    "jornaya_leadid": "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9",
 }
 
 
