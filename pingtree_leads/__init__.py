@@ -8,9 +8,10 @@ from pymongo.database import Database
 
 from . import signals
 from .blueprint import LeadsBlueprint, create_blueprint
+from .caps import Cap
 from .extension import PingtreeLeads
 from .migration import MigrationReport, migrate_storage
-from .provisioning import create_source, rotate_api_key, set_source_active
+from .provisioning import create_source, rotate_api_key, set_source_active, update_source
 from .repository import LeadIndexError, LeadRepository, find_lead
 from .runtime import EXTENSION_KEY, AppRuntimes, LeadsRuntime, get_runtime
 from .settings import Settings
@@ -20,6 +21,7 @@ from .version import __version__
 __all__ = [
     "EXTENSION_KEY",
     "AppRuntimes",
+    "Cap",
     "CreatedSource",
     "LeadIndexError",
     "LeadsBlueprint",
@@ -39,6 +41,7 @@ __all__ = [
     "rotate_api_key",
     "set_source_active",
     "signals",
+    "update_source",
 ]
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from bson import ObjectId
 
+from .caps import Cap, caps_from_document
 from .mongo import as_utc
 
 
@@ -38,6 +39,8 @@ class PublicSource:
     dedupe_fields: tuple[str, ...]
     dedupe_window_days: float | None
     lenient: bool = False
+    #: At most ``max`` new leads per window (caps.py); () = no cap.
+    caps: tuple[Cap, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +55,7 @@ class SourceConfig:
     dedupe_window_days: float | None
     key_hashes: tuple[tuple[str, datetime | None], ...]
     lenient: bool = False
+    caps: tuple[Cap, ...] = ()
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> SourceConfig:
@@ -66,6 +70,7 @@ class SourceConfig:
                 (k["hash"], as_utc(k["expires_at"]) if k.get("expires_at") else None) for k in doc.get("api_keys", ())
             ),
             lenient=bool(doc.get("lenient", False)),
+            caps=caps_from_document(doc.get("caps")),
         )
 
     def public(self) -> PublicSource:
@@ -73,6 +78,7 @@ class SourceConfig:
         return PublicSource(
             id=str(self.id), name=self.name, is_active=self.is_active, required_fields=self.required_fields,
             dedupe_fields=self.dedupe_fields, dedupe_window_days=self.dedupe_window_days, lenient=self.lenient,
+            caps=self.caps,
         )
 
     def dedupe_cutoff(self, now: datetime) -> datetime | None:
