@@ -63,6 +63,8 @@ ACCEPTED_MESSAGE = "Lead accepted"
 REPLAYED_MESSAGE = "Lead already accepted with this transaction_id"
 DUPLICATE_MESSAGE = "Duplicate lead: not stored"
 CAPPED_MESSAGE = "Source cap reached: not stored; retry at retry_at"
+#: A ping's answer when a post now would be capped (caps.py).
+PING_CAPPED_MESSAGE = "A post now would be capped: the source's cap is reached until retry_at"
 SUPPRESSED_MESSAGE = "Lead not accepted: not stored"
 MISSING_FIELD_MESSAGE = "Missing required field(s)"
 INVALID_FIELD_MESSAGE = "Invalid field(s)"

@@ -25,6 +25,7 @@ from .errors import (
     DUPLICATE_MESSAGE,
     INVALID_FIELD_MESSAGE,
     MISSING_FIELD_MESSAGE,
+    PING_CAPPED_MESSAGE,
     REPLAYED_MESSAGE,
     ApiError,
     LeadStatus,
@@ -252,7 +253,7 @@ def ping_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
         return envelope(200, "A post of this consumer now would be a duplicate", data)
     if result.lead_status is LeadStatus.CAPPED and result.retry_at is not None:
         data["retry_at"] = iso_utc(result.retry_at)
-        return envelope(200, "A post now would be capped: the source's cap is reached until retry_at", data)
+        return envelope(200, PING_CAPPED_MESSAGE, data)
     if result.ping_id is not None and result.hold_expires_at is not None:
         data["ping_id"] = result.ping_id
         data["hold_expires_at"] = result.hold_expires_at.isoformat(timespec="milliseconds")
