@@ -85,19 +85,23 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from pingtree_leads import create_blueprint, create_source
+from pingtree_leads.caps import MAX_CAP_LEADS
 from pingtree_leads.repository import LEAD_INDEXES, LeadRepository, lead_claims
 from pingtree_leads.schemas import ValidLead, schema_for, validate_lead
 from pingtree_leads.settings import Settings, utc_now
 from pingtree_leads.sources import SourceConfig
 
-PATHS = ("floor", "floor_rules", "accept", "duplicate", "reject", "ping_ask", "ping_hold", "post_ping")
+PATHS = ("floor", "floor_rules", "accept", "duplicate", "reject", "ping_ask", "ping_hold", "post_ping",
+         "accept_capped")
 #: The pre-ping paths: ask (no hold: one read per value), hold (one insert), and the post that
 #: takes a hold over (its hold is made untimed before the request).
 PING_PATHS = ("ping_ask", "ping_hold")
 FLOOR_URLS = {"floor": "/floor", "floor_rules": "/floor-rules"}
 EXPECTED = {"floor": (201, None), "floor_rules": (201, None), "accept": (201, "accept"),
             "duplicate": (201, "duplicate"), "reject": (400, "invalidField"), "ping_ask": (200, "accept"),
-            "ping_hold": (200, "accept"), "post_ping": (201, "accept")}
+            "ping_hold": (200, "accept"), "post_ping": (201, "accept"), "accept_capped": (201, "accept")}
+#: accept_capped: a new lead of a source with a (never reached) daily cap, so it takes a cap slot:
+#: the normal case of a capped source, one insert once the process knows the window.
 FILL_MODES = ("single", "bulk")
 SERVER_MODES = ("process", "in-process")
 ROUND = 100  # requests per path per round
@@ -262,6 +266,10 @@ class Bench:
         self.headers = {"Authorization": f"Bearer {created.api_key}"}
         self.url = f"/api/lead/create/{created.id}"
         self.ping_url = f"/api/lead/ping/{created.id}"
+        capped = create_source(db, "Benchmark capped", dedupe_fields=["email", "mobile"],
+                               caps=[{"max": MAX_CAP_LEADS, "per": "day"}])
+        self.capped_url = f"/api/lead/create/{capped.id}"
+        self.capped_headers = {"Authorization": f"Bearer {capped.api_key}"}
         self.stored = 0  # pre-filled leads (and floor documents): numbers 0..stored-1
         self.next_n = LIVE_START
         # floor_rules' index-covered fields for the next requests, by transaction id: computed
@@ -337,12 +345,15 @@ class Bench:
     def run(self, path: str, count: int, record: bool) -> list[ObjectId]:
         """``count`` requests on ``path``; returns the ids of what they stored."""
         url = FLOOR_URLS.get(path, self.ping_url if path in PING_PATHS else self.url)
+        headers = self.headers
+        if path == "accept_capped":
+            url, headers = self.capped_url, self.capped_headers
         status, lead_status = EXPECTED[path]
         stored, timings, total = [], self.latencies[path], 0
         for _ in range(count):
             body = self.request_body(path)
             start = time.perf_counter_ns()
-            response = self.client.post(url, data=body, headers=self.headers, content_type="application/json")
+            response = self.client.post(url, data=body, headers=headers, content_type="application/json")
             elapsed = time.perf_counter_ns() - start
             answer = response.get_json()
             if response.status_code != status or (lead_status and answer["data"]["lead_status"] != lead_status):
@@ -366,7 +377,7 @@ class Bench:
             stored = {path: self.run(path, count, record) for path in order}
             for floor_path, floor in self.floors.items():
                 floor.delete_many({"_id": {"$in": stored[floor_path]}})
-            kept = [*stored["accept"], *stored["ping_hold"], *stored["post_ping"]]
+            kept = [*stored["accept"], *stored["ping_hold"], *stored["post_ping"], *stored["accept_capped"]]
             self.db[Settings.leads_collection].delete_many({"_id": {"$in": kept}})
             done, turn = done + count, turn + 1
 
@@ -473,7 +484,7 @@ def table(result: dict[str, Any]) -> str:
              f"per path per size, interleaved in rounds of {result['round']}; req/s = median of the rounds",
              "floor_rules indexes (from LEAD_INDEXES): " + "; ".join(
                  f"{name} {spec['keys']} {spec['options']}" for name, spec in result["floor_rules"]["indexes"].items()),
-             f"{'size':>8} {'path':<11} {'p50 µs':>9} {'p99 µs':>9} {'req/s':>8} {'÷floor_rules':>13} "
+             f"{'size':>8} {'path':<13} {'p50 µs':>9} {'p99 µs':>9} {'req/s':>8} {'÷floor_rules':>13} "
              f"{'p50÷rules':>10} {'÷floor':>7} {'peak RSS MB':>12} {'RSS Δ in requests MB':>21}"]
     for entry in result["sizes"]:
         for path in PATHS:
@@ -484,7 +495,7 @@ def table(result: dict[str, Any]) -> str:
             delta = entry["requests_rss_delta_mb"]
             rss = (f"{entry['peak_rss_mb']:>12.0f} {'n/a' if delta is None else f'{delta:+.1f}':>21}"
                    if path == "floor" else "")
-            lines.append(f"{entry['size']:>8,} {path:<11} {row['p50_us']:>9.0f} {row['p99_us']:>9.0f} "
+            lines.append(f"{entry['size']:>8,} {path:<13} {row['p50_us']:>9.0f} {row['p99_us']:>9.0f} "
                          f"{row['rps']:>8.0f} {rules} {floor} {rss}".rstrip())
     first, last = result["sizes"][0]["size"], result["sizes"][-1]["size"]
     lines.append(f"p50 growth {first:,} -> {last:,}: "

@@ -8,10 +8,11 @@ from pymongo.database import Database
 
 from . import signals
 from .blueprint import LeadsBlueprint, create_blueprint
+from .caps import Cap
 from .erasure import ErasureReport, erase_consumer
 from .extension import PingtreeLeads
 from .migration import MigrationReport, migrate_storage
-from .provisioning import create_source, rotate_api_key, set_source_active, set_suppression_lists
+from .provisioning import create_source, rotate_api_key, set_source_active, set_suppression_lists, update_source
 from .repository import LeadIndexError, LeadRepository, find_lead
 from .runtime import EXTENSION_KEY, AppRuntimes, LeadsRuntime, get_runtime
 from .settings import Settings
@@ -30,6 +31,7 @@ from .version import __version__
 __all__ = [
     "EXTENSION_KEY",
     "AppRuntimes",
+    "Cap",
     "CreatedSource",
     "ErasureReport",
     "LeadIndexError",
@@ -59,6 +61,7 @@ __all__ = [
     "suppress",
     "suppression_lists",
     "unsuppress",
+    "update_source",
 ]
 
 

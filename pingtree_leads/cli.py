@@ -26,13 +26,14 @@ from flask.cli import with_appcontext
 from pymongo.errors import OperationFailure, PyMongoError
 
 from . import signals
+from .caps import Cap, caps_from_document, parse_cap
 from .consent import EVIDENCE
 from .erasure import erase_consumer
 from .importer import ImportFileError, ImportSummary, count_rows, import_csv, parse_mapping
 from .migration import migrate_storage
 from .mongo import parse_object_id
 from .openapi import YAMLUnavailableError, openapi_document, to_yaml
-from .provisioning import check_dedupe_fields, create_source, rotate_api_key, set_source_active
+from .provisioning import check_dedupe_fields, create_source, rotate_api_key, set_source_active, update_source
 from .repository import LeadIndexError
 from .runtime import LeadsRuntime, get_runtime
 from .schemas import REQUIRABLE_FIELDS, schema_for
@@ -82,6 +83,16 @@ def _list_names(value: tuple[str, ...]) -> list[str]:
         return check_list_names([n.strip() for item in value for n in item.split(",") if n.strip()])
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--suppression-list") from None
+def _caps(value: tuple[str, ...]) -> list[Cap]:
+    """``--cap MAX/PER[@TZ]``, repeated: every cap applies."""
+    try:
+        return [parse_cap(text) for item in value for text in item.split(",") if text.strip()]
+    except (ValueError, TypeError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--cap") from None
+
+
+_CAP_HELP = ("At most MAX new leads per hour|day|week|month, reset in the IANA zone TZ (UTC if omitted): "
+             "MAX/PER[@TZ], e.g. 500/day@America/Chicago; repeat for several caps (all apply).")
 
 
 def _friendly_errors(command: F) -> F:
@@ -157,11 +168,12 @@ def source_or_fail(source_id: str) -> SourceConfig:
                    "comma-separate).")
 @click.option("--require-trusted-form-host", is_flag=True,
               help="Accept xxTrustedFormCertUrl only on cert.trustedform.com.")
+@click.option("--cap", "cap", multiple=True, metavar="MAX/PER[@TZ]", help=_CAP_HELP)
 @_friendly_errors
 def create_source_command(
     name: str, required: tuple[str, ...], dedupe: tuple[str, ...], window_days: float | None, inactive: bool,
     lenient: bool, lists: tuple[str, ...], retention_days: float | None, require_any_of: tuple[str, ...] = (),
-    require_trusted_form_host: bool = False,
+    require_trusted_form_host: bool = False, cap: tuple[str, ...] = (),
 ) -> None:
     """Create a database source; prints its id and its API key (shown only this once)."""
     if not name.strip():
@@ -175,6 +187,7 @@ def create_source_command(
         retention_days=retention_days,
         require_any_of=_names(tuple(n.lower() for n in require_any_of), tuple(EVIDENCE), "--require-any-of"),
         require_trusted_form_host=require_trusted_form_host,
+        caps=_caps(cap),
     )
     click.echo(f"id:      {created.id}")
     click.echo(f"api key: {created.api_key}")
@@ -187,18 +200,82 @@ def list_sources() -> None:
     """List database sources (never their keys)."""
     settings = runtime().settings
     docs = runtime().database[settings.sources_collection].find({}, {"api_keys": 0}).sort("_id", 1)
-    rows = [("ID", "ACTIVE", "REQUIRED", "DEDUPE", "WINDOW", "LENIENT", "NAME")]
+    rows = [("ID", "ACTIVE", "REQUIRED", "DEDUPE", "WINDOW", "LENIENT", "CAPS", "NAME")]
     for doc in docs:
         window = doc.get("dedupe_window_days")
         rows.append((
             str(doc["_id"]), "yes" if doc.get("is_active", True) else "no",
             ",".join(doc.get("required_fields", [])) or "-", ",".join(doc.get("dedupe_fields", [])) or "-",
             "forever" if window is None else f"{window:g}d", "yes" if doc.get("lenient") else "no",
-            doc.get("name", ""),
+            _cap_use(doc), doc.get("name", ""),
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         click.echo("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]]))
+def _cap_use(doc: dict[str, Any]) -> str:
+    """Each cap's use in its current window, ``312/500 day`` (one read per cap), or ``-``."""
+    caps = caps_from_document(doc.get("caps"))
+    if not caps:
+        return "-"
+    rt = runtime()
+    source = SourceConfig.from_document(doc)
+    now = rt.settings.clock()
+    uses = []
+    for cap in caps:
+        start, _ = cap.window(now)
+        used = sum(1 for n in rt.repository.cap_slots.used(source, cap, start) if n < cap.max)
+        zone = "" if cap.tz == "UTC" else f"@{cap.tz}"
+        uses.append(f"{used}/{cap.max} {cap.per}{zone}")
+    return ",".join(uses)
+
+
+@click.command("update-source")
+@_blueprint_option
+@with_appcontext
+@click.argument("source_id")
+@click.option("--name", default=None, help="A new name.")
+@click.option("--required", multiple=True, metavar="FIELDS",
+              help="Required fields (repeat or comma-separate; 'none' for none).")
+@click.option("--dedupe", multiple=True, metavar="FIELDS",
+              help="Fields to deduplicate on (as for create-source; 'none' disables deduplication).")
+@click.option("--window-days", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Deduplicate only against leads of the last N days.")
+@click.option("--forever", is_flag=True, help="Deduplicate against every stored lead (no window).")
+@click.option("--lenient/--strict", default=None, help="Switch lenient normalisation on or off.")
+@click.option("--cap", "cap", multiple=True, metavar="MAX/PER[@TZ]",
+              help="Replace the source's caps with these (repeat for several). " + _CAP_HELP)
+@click.option("--no-caps", is_flag=True, help="Remove every cap of the source.")
+@_friendly_errors
+def update_source_command(
+    source_id: str, name: str | None, required: tuple[str, ...], dedupe: tuple[str, ...],
+    window_days: float | None, forever: bool, lenient: bool | None, cap: tuple[str, ...], no_caps: bool,
+) -> None:
+    """Change a source's settings: only the options given change."""
+    if cap and no_caps:
+        raise click.UsageError("give --cap or --no-caps, not both")
+    if window_days is not None and forever:
+        raise click.UsageError("give --window-days or --forever, not both")
+    changes: dict[str, Any] = {}
+    if name is not None:
+        if not name.strip():
+            raise click.BadParameter("must not be blank", param_hint="--name")
+        changes["name"] = name
+    if required:
+        changes["required_fields"] = _names(required, REQUIRABLE_FIELDS, "--required")
+    if dedupe:
+        changes["dedupe_fields"] = _dedupe_names(dedupe)
+    if window_days is not None or forever:
+        changes["dedupe_window_days"] = window_days
+    if lenient is not None:
+        changes["lenient"] = lenient
+    if cap or no_caps:
+        changes["caps"] = _caps(cap)
+    if not changes:
+        raise click.UsageError("nothing to change: give at least one option")
+    update_source(runtime().database, source_or_fail(source_id).id, **changes, **provisioning())
+    click.echo(f"{source_id}: updated {', '.join(sorted(changes))}")
+
+
 @click.command("rotate-key")
 @_blueprint_option
 @with_appcontext
@@ -666,7 +743,7 @@ def erase_command(email: str | None, mobile: str | None) -> None:
 
 #: Every command, in the order ``flask pingtree-leads --help`` lists them (added to each blueprint's group).
 COMMANDS: tuple[click.Command, ...] = (
-    create_source_command, list_sources, rotate_key, activate, deactivate, ensure_indexes_command,
-    purge_holds_command, migrate_storage_command,
+    create_source_command, update_source_command, list_sources, rotate_key, activate, deactivate,
+    ensure_indexes_command, purge_holds_command, migrate_storage_command,
     openapi_command, import_command, suppress_group, erase_command,
 )

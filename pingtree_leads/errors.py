@@ -63,6 +63,8 @@ ACCEPTED_MESSAGE = "Lead accepted"
 REPLAYED_MESSAGE = "Lead already accepted with this transaction_id"
 DUPLICATE_MESSAGE = "Duplicate lead: not stored"
 CAPPED_MESSAGE = "Source cap reached: not stored; retry at retry_at"
+#: A ping's answer when a post now would be capped (caps.py).
+PING_CAPPED_MESSAGE = "A post now would be capped: the source's cap is reached until retry_at"
 SUPPRESSED_MESSAGE = "Lead not accepted: not stored"
 #: A pre-ping's answer for a consumer on a suppression list or erased (no list named).
 PING_SUPPRESSED_MESSAGE = "A post of this consumer now would not be accepted"

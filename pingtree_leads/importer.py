@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from . import lenient, signals
+from .caps import iso_utc
 from .consent import CONSENT_FIELDS
 from .errors import MESSAGES, LeadStatus
 from .repository import LeadRepository, StoreResult, UnwrittenLeads, fingerprint, stored_lead_view
@@ -47,7 +48,8 @@ Notify = Callable[..., None]
 REJECT_COLUMNS = ("reject_row", "reject_status", "reject_reason")
 # Outcome names in the summary, in the order they are printed.
 OUTCOMES = ("accepted", "already_imported", *(s.value for s in (LeadStatus.DUPLICATE, LeadStatus.MISSING_FIELD,
-                                                                LeadStatus.INVALID_FIELD, LeadStatus.CONFLICT)))
+                                                                LeadStatus.INVALID_FIELD, LeadStatus.CONFLICT,
+                                                                LeadStatus.CAPPED)))
 
 
 class ImportFileError(Exception):
@@ -304,6 +306,9 @@ def import_csv(
                     if notify is not None:
                         notify(signals.lead_duplicate, source=source.public(), transaction_id=result.transaction_id,
                                matched_on=list(result.matched_on))
+                elif result.lead_status is LeadStatus.CAPPED and result.retry_at is not None:
+                    # Over a cap of the source (caps.py): not stored; a later import may take it.
+                    reject(number, values, LeadStatus.CAPPED, f"over the source's cap until {iso_utc(result.retry_at)}")
                 else:
                     reject(number, values, LeadStatus.CONFLICT, MESSAGES[409])
             progress(size)

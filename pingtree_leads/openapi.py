@@ -21,10 +21,12 @@ from .errors import (
     ACCEPTED_MESSAGE,
     BAD_SOURCE_ID_MESSAGE,
     BODY_ERROR_MESSAGE,
+    CAPPED_MESSAGE,
     DUPLICATE_MESSAGE,
     INVALID_FIELD_MESSAGE,
     MESSAGES,
     MISSING_FIELD_MESSAGE,
+    PING_CAPPED_MESSAGE,
     PING_SUPPRESSED_MESSAGE,
     REPLAYED_MESSAGE,
     SUPPRESSED_MESSAGE,
@@ -272,7 +274,9 @@ def _responses(settings: Settings, has_body: bool) -> dict[str, Any]:
     responses: dict[str, Any] = {
         "201": {
             "description": "Accepted (stored), a duplicate (not stored), a replay of an accepted transaction_id, "
-                           "or suppressed (a value is on a suppression list the source checks: not stored). "
+                           "or suppressed (a value is on a suppression list the source checks: not stored), "
+                           "or capped: the source's cap for the current window is reached, nothing stored, retry at "
+                           "retry_at (a replay, a 409 and a duplicate are told before capped). "
                            "A duplicate is a match with a stored lead inside the source's window or with a live "
                            "pre-ping hold; a lead posted with the ping_id of its own live hold takes it over (its "
                            "lead_id is the ping_id). In test mode (xxTest) the same answers with \"test\": true, "
@@ -292,6 +296,9 @@ def _responses(settings: Settings, has_body: bool) -> dict[str, Any]:
                             "replayed": True}),
                         "suppressed": _example("success", SUPPRESSED_MESSAGE, {
                             "lead_status": LeadStatus.SUPPRESSED.value, "transaction_id": "tx-1005"}),
+                        "capped": _example("success", CAPPED_MESSAGE, {
+                            "lead_status": LeadStatus.CAPPED.value, "transaction_id": "tx-1005",
+                            "retry_at": "2025-03-15T05:00:00.000+00:00"}),
                         # Test mode (xxTest): the same answers with "test": true; a new lead gets no lead_id.
                         "testAccept": _example("success", ACCEPTED_MESSAGE, {
                             "lead_status": LeadStatus.ACCEPT.value, "transaction_id": "tx-1003", "test": True}),
@@ -415,9 +422,10 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
         "required": ["lead_status", "transaction_id"],
         "properties": {
             "lead_status": {"type": "string", "enum": [LeadStatus.ACCEPT.value, LeadStatus.DUPLICATE.value,
-                                                       LeadStatus.SUPPRESSED.value],
+                                                       LeadStatus.SUPPRESSED.value, LeadStatus.CAPPED.value],
                             "description": "suppressed: a value of the lead is on a suppression list the source "
-                                           "checks, or the consumer was erased; nothing stored, no list named."},
+                                           "checks, or the consumer was erased; nothing stored, no list named. "
+                                           "capped: over one of the source's caps; nothing stored."},
             "transaction_id": {"type": "string"},
             "lead_id": {"type": "string", "pattern": "^[0-9a-f]{24}$",
                         "description": "The stored lead's id; the ping_id when the post took its hold over."},
@@ -425,6 +433,9 @@ def openapi_document(settings: Settings | None = None, path_prefix: str = "") ->
             "matched_on": {"type": "array", "items": {"type": "string"},
                            "description": "The dedupe field whose value matched: email, mobile, or a custom dedupe "
                                           "field of the source."},
+            "retry_at": {"type": "string", "format": "date-time",
+                         "description": "With capped: when the latest-resetting full cap window of the source "
+                                        "ends (UTC, ISO 8601, milliseconds); a post before then is capped too."},
             "test": {"type": "boolean", "enum": [True], "description": "Test mode (xxTest): nothing was stored."},
         },
     }))
@@ -546,11 +557,14 @@ def _add_ping(spec: APISpec, settings: Settings, lead_schema: dict[str, Any], so
         "required": ["lead_status"],
         "properties": {
             "lead_status": {"type": "string", "enum": [LeadStatus.ACCEPT.value, LeadStatus.DUPLICATE.value,
-                                                       LeadStatus.SUPPRESSED.value],
+                                                       LeadStatus.SUPPRESSED.value, LeadStatus.CAPPED.value],
                             "description": "accept: a create post of this consumer now would not be a duplicate; "
                                            "duplicate: it would be (a stored lead inside the source's window, or "
                                            "a live hold); suppressed: a value is on a suppression list the source "
-                                           "checks, or the consumer was erased (nothing held, no list named)."},
+                                           "checks, or the consumer was erased (nothing held, no list named); "
+                                           "capped: it would be capped (nothing held)."},
+            "retry_at": {"type": "string", "format": "date-time",
+                         "description": "With capped: when the source's full cap window ends (UTC, ISO 8601)."},
             "matched_on": {"type": "array", "items": {"type": "string"},
                            "description": "With duplicate: the dedupe field whose value matched, as for create."},
             "ping_id": {"type": "string", "pattern": "^[0-9a-f]{24}$",
@@ -590,6 +604,8 @@ def _add_ping(spec: APISpec, settings: Settings, lead_schema: dict[str, Any], so
                         "lead_status": LeadStatus.DUPLICATE.value, "matched_on": ["email"]}),
                     "suppressed": _example("success", PING_SUPPRESSED_MESSAGE, {
                         "lead_status": LeadStatus.SUPPRESSED.value}),
+                    "capped": _example("success", PING_CAPPED_MESSAGE, {
+                        "lead_status": LeadStatus.CAPPED.value, "retry_at": "2025-03-15T05:00:00.000+00:00"}),
                 },
             }},
         },

@@ -5,13 +5,14 @@ once (``source_cache.CACHES``); other processes see it as docs/configuration.md 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
 from pymongo.database import Database
 
+from .caps import Cap, check_caps
 from .consent import check_require_any_of
 from .keys import hash_api_key, new_api_key
 from .mongo import acknowledged, as_utc, parse_object_id
@@ -91,13 +92,16 @@ def create_source(
     retention_days: float | None = None,
     require_any_of: Iterable[str] = (),
     require_trusted_form_host: bool = False,
+    caps: Iterable[Mapping[str, Any] | Cap] | None = None,
 ) -> CreatedSource:
     """Provision a database source, as the Pingtree dashboard does.
 
     ``dedupe_fields`` may name standard fields or extra field names (custom dedupe, at
     most ``MAX_DEDUPE_FIELDS``); ``lenient`` makes the source normalise phone numbers,
-    ZIP+4, state names and US dates before its rules run (lenient.py).  Returns its id
-    and its API key; only the key's hash is stored.
+    ZIP+4, state names and US dates before its rules run (lenient.py).  ``caps``:
+    ``[{"max": 500, "per": "day", "tz": "America/Chicago"}, ...]`` (caps.py; ``tz`` is
+    ``"UTC"`` when omitted): at most ``max`` new leads per window, every cap applies.
+    Returns its id and its API key; only the key's hash is stored.
 
     ``suppression_lists`` names the suppression lists its leads are checked against
     (suppression.py); a name with no entry yet is allowed (a list exists once it has one).
@@ -109,16 +113,14 @@ def create_source(
     ``require_trusted_form_host`` makes ``xxTrustedFormCertUrl`` valid only on
     ``cert.trustedform.com``.
     """
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError("a source needs a non-empty name")
-    if dedupe_window_days is not None and not dedupe_window_days > 0:
-        raise ValueError("dedupe_window_days must be positive, or None for forever")
+    clean_name = _check_name(name)
+    _check_window(dedupe_window_days)
     lists = check_list_names(suppression_lists)
     check_retention_days(retention_days)
+    checked_caps = check_caps(caps)
     key = new_api_key()
     now = clock()
     source_id = ObjectId()
-    clean_name = name.strip()
     doc = {
         "_id": source_id,
         "name": clean_name,
@@ -136,8 +138,81 @@ def create_source(
     }
     if retention_days is not None:  # absent, not null: a source without retention stays as it was
         doc["retention_days"] = retention_days
+    if checked_caps:  # a source without caps stores no field: nothing new for it anywhere
+        doc["caps"] = [cap.as_document() for cap in checked_caps]
     acknowledged(database)[sources_collection].insert_one(doc)
     return CreatedSource(id=str(source_id), api_key=key, name=clean_name)
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("a source needs a non-empty name")
+    return name.strip()
+
+
+def _check_window(days: Any) -> None:
+    if days is not None and (isinstance(days, bool) or not isinstance(days, (int, float)) or not days > 0):
+        raise ValueError("dedupe_window_days must be positive, or None for forever")
+
+
+class _Unchanged:
+    """The default of ``update_source``'s keywords: leave that setting as it is."""
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED: Any = _Unchanged()
+
+
+def update_source(
+    database: Database[Any],
+    source_id: str | ObjectId,
+    *,
+    name: str = UNCHANGED,
+    required_fields: Iterable[str] = UNCHANGED,
+    dedupe_fields: Iterable[str] = UNCHANGED,
+    dedupe_window_days: float | None = UNCHANGED,
+    lenient: bool = UNCHANGED,
+    caps: Iterable[Mapping[str, Any] | Cap] | None = UNCHANGED,
+    sources_collection: str = Settings.sources_collection,
+    clock: Callable[[], datetime] = utc_now,
+) -> None:
+    """Change a source's settings: only the keywords given change, checked as ``create_source``
+    checks them (``ValueError``/``TypeError``; nothing changes then); ``LookupError`` if there
+    is no such source.  ``caps=None`` or ``[]`` removes every cap.
+
+    A new ``max`` applies to the current window at once (the slots below it count; lowering
+    it below the leads already stored caps the rest of the window).  Leads already stored
+    keep their claims: changing ``dedupe_fields`` affects leads stored from now on.  Every
+    source cache of this process forgets the source at once; other processes see the change
+    within their source cache time (docs/configuration.md).
+    """
+    changes: dict[str, Any] = {}
+    if name is not UNCHANGED:
+        changes["name"] = _check_name(name)
+    if required_fields is not UNCHANGED:
+        changes["required_fields"] = _check_fields("required_fields", required_fields, REQUIRABLE_FIELDS)
+    if dedupe_fields is not UNCHANGED:
+        changes["dedupe_fields"] = check_dedupe_fields(dedupe_fields)
+    if dedupe_window_days is not UNCHANGED:
+        _check_window(dedupe_window_days)
+        changes["dedupe_window_days"] = dedupe_window_days
+    if lenient is not UNCHANGED:
+        changes["lenient"] = bool(lenient)
+    update: dict[str, Any] = {}
+    if caps is not UNCHANGED:
+        checked = check_caps(caps)
+        if checked:
+            changes["caps"] = [cap.as_document() for cap in checked]
+        else:
+            update["$unset"] = {"caps": ""}
+    query = _source_filter(source_id)
+    update["$set"] = {**changes, "updated_at": clock()}
+    result = acknowledged(database)[sources_collection].update_one(query, update)
+    if not result.matched_count:
+        raise LookupError("no such database source")
+    CACHES.forget_everywhere(query["_id"])
 
 
 def _source_filter(source_id: str | ObjectId) -> dict[str, Any]:

@@ -43,6 +43,8 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
+from .cap_slots import CapSlots
+from .caps import is_cap_claim
 from .errors import LeadStatus
 from .mongo import as_utc, leads_collection, parse_object_id, stored_cutoff, stored_time
 from .schemas import ValidLead, dedupe_text
@@ -92,6 +94,12 @@ HOLD_MARK = "!"
 _AFTER_HOLD_MARK = '"'
 #: Random slots a held ping tries before it reads which ones are free.
 SLOT_GUESSES = 3
+#: A lead of a capped source also holds one cap slot claim per cap (``~~...``, caps.py): they
+#: sort after every other claim, so a replay or a duplicate is reported before a full slot.
+CAP_RULE = "cap"
+#: Extra insert rounds a lead of a capped source may spend on slots other leads took first
+#: (each refusal means another lead was stored in the window, so the rounds are few).
+CAP_SLOT_ROUNDS = 32
 
 
 def hold_slot(number: int) -> str:
@@ -101,6 +109,14 @@ _LOOKUP_PROJECTION = dict.fromkeys(_LOOKUP_FIELDS, 1)
 # A released claim can be re-taken by a racing request; after this many rounds give up (503).
 MAX_ATTEMPTS = 5
 DUPLICATE_KEY = 11000
+
+
+class _SlotRefused(Exception):
+    """A lead's insert was refused on a cap slot claim (``claim``) another lead holds."""
+
+    def __init__(self, claim: str) -> None:
+        super().__init__("cap slot taken")
+        self.claim = claim
 
 
 class LeadIndexError(PyMongoError):
@@ -129,6 +145,7 @@ class StoreResult:
     lead_id: str | None = None
     replayed: bool = False
     matched_on: tuple[str, ...] = ()
+    retry_at: datetime | None = None  # CAPPED: when the latest-resetting full cap window ends
 
 
 def value_sha256(value: str) -> str:
@@ -163,7 +180,9 @@ def transaction_claim(transaction_id: str) -> str:
 
 
 def claim_rule(claim: str) -> str:
-    """The rule a claim stands for: ``transaction_id`` or the dedupe field's name."""
+    """The rule a claim stands for: ``transaction_id``, ``cap`` (a cap slot) or the dedupe field's name."""
+    if is_cap_claim(claim):
+        return CAP_RULE
     return TRANSACTION_RULE if claim.startswith("-") else claim.removeprefix(HOLD_PREFIX).split(":", 1)[0]
 
 
@@ -219,6 +238,7 @@ class LeadRepository:
         #: A post or held ping meeting an erased consumer's block takes it over (deletes it) instead
         #: of being ``suppressed`` (the ``allow_after_erasure`` option).
         self.allow_after_erasure = allow_after_erasure
+        self.cap_slots = CapSlots(self.leads, CLAIMS_INDEX)
 
     # -- indexes ---------------------------------------------------------------
 
@@ -280,7 +300,24 @@ class LeadRepository:
         self, source: SourceConfig, lead: ValidLead, transaction_id: str, now: datetime, ping_id: ObjectId
     ) -> StoreResult | None:
         doc = self._document(source, lead, transaction_id, stored_time(now))
-        for _ in range(MAX_ATTEMPTS):
+        if source.caps:
+            pick = self.cap_slots.take(source, now)
+            if pick.retry_at is not None:
+                return self._capped(source, lead, transaction_id, now, pick.retry_at, ping_id)
+            doc["claims"] = sorted([*doc["claims"], *pick.claims])
+        stored = False
+        try:
+            result = self._take_over_hold(source, lead, transaction_id, now, ping_id, doc)
+            stored = result is not None and result.lead_id == str(ping_id)
+            return result
+        finally:
+            self.cap_slots.done(source, doc["claims"], stored)
+
+    def _take_over_hold(
+        self, source: SourceConfig, lead: ValidLead, transaction_id: str, now: datetime, ping_id: ObjectId,
+        doc: dict[str, Any],
+    ) -> StoreResult | None:
+        for _ in range(MAX_ATTEMPTS + (CAP_SLOT_ROUNDS if source.caps else 0)):
             hold = self.leads.find_one({"_id": ping_id}, {**_LOOKUP_PROJECTION, "source_id": 1})
             if (hold is None or hold.get("kind") != HOLD_KIND or hold.get("source_id") != source.id
                     or not _hold_live(hold, now) or not _fits(hold, doc)):
@@ -292,7 +329,10 @@ class LeadRepository:
                      "hold_expires_at": hold["hold_expires_at"]}, doc)
             except DuplicateKeyError as exc:
                 # The lead breaks a rule of its own (replay, 409, another lead): the hold stays.
-                result = self._resolve_conflict(source, doc, _violated(exc.details or {}), now)
+                try:
+                    result = self._resolve_conflict(source, doc, _violated(exc.details or {}), now)
+                except _SlotRefused as refused:
+                    result = self._next_slots(source, doc, refused.claim, now)
                 if result is not None:
                     return result
                 continue  # an expired claim was released: take the hold over again
@@ -313,7 +353,31 @@ class LeadRepository:
         docs = [self._document(source, lead, transaction_id, created_at) for lead, transaction_id in leads]
         results: list[StoreResult | None] = [None] * len(docs)
         pending = list(range(len(docs)))
-        for _ in range(MAX_ATTEMPTS):
+        if source.caps:  # a slot per cap for each lead: no read when the process knows the window
+            pending = []
+            for i, (lead, transaction_id) in enumerate(leads):
+                pick = self.cap_slots.take(source, now)
+                if pick.retry_at is not None:
+                    results[i] = self._capped(source, lead, transaction_id, now, pick.retry_at)
+                else:
+                    docs[i]["claims"] = sorted([*docs[i]["claims"], *pick.claims])
+                    pending.append(i)
+        try:
+            return self._store_docs(source, docs, results, pending, now)
+        finally:
+            if source.caps:
+                for i, doc in enumerate(docs):
+                    result = results[i]
+                    self.cap_slots.done(source, doc["claims"], result is not None and doc.get("_id") is not None
+                                        and result.lead_id == str(doc["_id"]) and not result.replayed)
+
+    def _store_docs(
+        self, source: SourceConfig, docs: list[dict[str, Any]], results: list[StoreResult | None],
+        pending: list[int], now: datetime,
+    ) -> list[StoreResult]:
+        for _ in range(MAX_ATTEMPTS + (CAP_SLOT_ROUNDS if source.caps else 0)):
+            if not pending:
+                break
             for i in pending:
                 docs[i]["_id"] = ObjectId()
             conflicts = self._insert(docs, pending)
@@ -322,15 +386,41 @@ class LeadRepository:
                 if i not in conflicts:
                     results[i] = StoreResult(LeadStatus.ACCEPT, docs[i]["transaction_id"], lead_id=str(docs[i]["_id"]))
                     continue
-                result = self._resolve_conflict(source, docs[i], conflicts[i], now)
+                try:
+                    result = self._resolve_conflict(source, docs[i], conflicts[i], now)
+                except _SlotRefused as refused:
+                    result = self._next_slots(source, docs[i], refused.claim, now)
                 if result is None:
-                    retry.append(i)  # a claim was released or vanished: insert again
+                    retry.append(i)  # a claim was released or vanished, or a slot was taken: insert again
                 else:
                     results[i] = result
             pending = retry
-            if not pending:
-                return [r for r in results if r is not None]
-        raise ContentionError("lead claims kept changing under concurrent writes")
+        if pending:
+            raise ContentionError("lead claims kept changing under concurrent writes")
+        return [r for r in results if r is not None]
+
+    def _next_slots(self, source: SourceConfig, doc: dict[str, Any], refused: str, now: datetime) -> StoreResult | None:
+        """After an insert refused on a cap slot: the doc gets another free slot (None: insert
+        again), or the lead is ``capped``.  The server checks claims in sorted order and slot
+        claims sort last, so a slot refusal means no replay and no duplicate: no more reads."""
+        pick = self.cap_slots.refused(source, now, doc["claims"], refused)
+        if pick.retry_at is not None:
+            doc["claims"] = [claim for claim in doc["claims"] if not is_cap_claim(claim)]
+            return StoreResult(LeadStatus.CAPPED, doc["transaction_id"], retry_at=pick.retry_at)
+        doc["claims"] = sorted([*(claim for claim in doc["claims"] if not is_cap_claim(claim)), *pick.claims])
+        return None
+
+    def _capped(
+        self, source: SourceConfig, lead: ValidLead, transaction_id: str, now: datetime, retry_at: datetime,
+        ping_id: ObjectId | None = None,
+    ) -> StoreResult:
+        """A lead a full cap keeps out: a replay, a 409 or a duplicate still says so (they come
+        first, as the index would report them; read-only, nothing is stored either way), else
+        ``capped``.  Costs the reads of ``predict`` (a capped lead is no normal case)."""
+        ruled = self.predict(dataclasses.replace(source, caps=()), lead, transaction_id, now, ping_id=ping_id)
+        if ruled.lead_status is LeadStatus.ACCEPT and not ruled.replayed:
+            return StoreResult(LeadStatus.CAPPED, transaction_id, retry_at=retry_at)
+        return ruled
 
     @staticmethod
     def _document(source: SourceConfig, lead: ValidLead, transaction_id: str, now: datetime) -> dict[str, Any]:
@@ -372,6 +462,8 @@ class LeadRepository:
     def _resolve_conflict(
         self, source: SourceConfig, doc: dict[str, Any], violated: str | None, now: datetime
     ) -> StoreResult | None:
+        if violated is not None and is_cap_claim(violated):
+            raise _SlotRefused(violated)
         claims = _claim_map(doc["claims"])
         cutoff = stored_cutoff(source.dedupe_cutoff(now))
         rule = claim_rule(violated) if violated is not None else None
@@ -387,6 +479,8 @@ class LeadRepository:
             found = self._holder(source, claim)
             if found is None:
                 continue
+            if is_cap_claim(claim):  # sorted last: nothing before it is held
+                raise _SlotRefused(claim)
             rule = claim_rule(claim)
             if found.get("kind") == ERASED_KIND or _lead_expired(found, now):
                 return self._meet_erased_or_expired(source, doc, found, now)
@@ -489,8 +583,13 @@ class LeadRepository:
             result = _judge(found, doc, rule, cutoff) if found is not None else None
             if result is not None:
                 return result
+        if source.caps:  # a new lead: would a cap keep it out?  One read per cap
+            retry_at = self.cap_slots.full_until(source, now, unwritten.cap_use if unwritten is not None else None)
+            if retry_at is not None:
+                return StoreResult(LeadStatus.CAPPED, transaction_id, retry_at=retry_at)
         if unwritten is not None:
             unwritten.add(source, doc)
+            unwritten.count_caps(source, now)
         return StoreResult(LeadStatus.ACCEPT, transaction_id)
 
     # -- pre-ping ----------------------------------------------------------------
@@ -513,6 +612,12 @@ class LeadRepository:
         refusals the source's holds are read to pick a free slot, or to raise ``TooManyHolds``
         (with the time the first live hold ends) when there is none.
         """
+        if source.caps:  # one read per cap; a full cap: a duplicate still says so, holding nothing
+            retry_at = self.cap_slots.full_until(source, now)
+            if retry_at is not None:
+                asked = self.ping(dataclasses.replace(source, caps=()), claims, 0, now, max_holds=max_holds)
+                return asked if asked.lead_status is LeadStatus.DUPLICATE else PingResult(LeadStatus.CAPPED,
+                                                                                          retry_at=retry_at)
         twins = {field: hold_twin(claim) for field, claim in sorted(claims.items(), key=lambda i: i[1])}
         if not twins:
             return PingResult(LeadStatus.ACCEPT)
@@ -697,10 +802,11 @@ def find_lead(
 
 @dataclasses.dataclass(frozen=True)
 class PingResult:
-    lead_status: LeadStatus  # ACCEPT, DUPLICATE or SUPPRESSED (an erased consumer)
+    lead_status: LeadStatus  # ACCEPT, DUPLICATE, SUPPRESSED (an erased consumer) or CAPPED
     matched_on: tuple[str, ...] = ()
     ping_id: str | None = None
     hold_expires_at: datetime | None = None
+    retry_at: datetime | None = None  # CAPPED
 
 
 class UnwrittenLeads:
@@ -712,6 +818,14 @@ class UnwrittenLeads:
 
     def __init__(self) -> None:
         self._holders: dict[tuple[ObjectId, str], dict[str, Any]] = {}
+        #: (source, cap window) -> leads counted in it: stored ones (read once) and unwritten ones.
+        self.cap_use: dict[tuple[ObjectId, str], int] = {}
+
+    def count_caps(self, source: SourceConfig, now: datetime) -> None:
+        """One more unwritten lead in each of the source's current cap windows."""
+        for cap in source.caps:
+            key = (source.id, cap.window_prefix(cap.window(now)[0]))
+            self.cap_use[key] = self.cap_use.get(key, 0) + 1
 
     def holder(self, source: SourceConfig, claim: str) -> dict[str, Any] | None:
         """The unwritten lead of ``source`` holding ``claim``, or None."""
@@ -725,7 +839,7 @@ class UnwrittenLeads:
 
 def _claim_map(claims: Sequence[str]) -> dict[str, str]:
     """rule -> claim for a lead's sorted ``claims`` (transaction first, as the server reports
-    them), hold twins left out."""
+    them), hold twins and cap slots (``~~``) left out."""
     return {claim_rule(claim): claim for claim in claims if not claim.startswith(HOLD_PREFIX)}
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from bson import ObjectId
 
+from .caps import Cap, caps_from_document
 from .mongo import as_utc
 
 
@@ -45,6 +46,8 @@ class PublicSource:
     #: Consent evidence (consent.py): one of these kinds must be present; the TrustedForm cert host rule.
     require_any_of: tuple[str, ...] = ()
     require_trusted_form_host: bool = False
+    #: At most ``max`` new leads per window (caps.py); () = no cap.
+    caps: tuple[Cap, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +68,7 @@ class SourceConfig:
     retention_days: float | None = None
     require_any_of: tuple[str, ...] = ()
     require_trusted_form_host: bool = False
+    caps: tuple[Cap, ...] = ()
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> SourceConfig:
@@ -83,6 +87,7 @@ class SourceConfig:
             retention_days=doc.get("retention_days"),
             require_any_of=tuple(doc.get("require_any_of", ())),
             require_trusted_form_host=bool(doc.get("require_trusted_form_host", False)),
+            caps=caps_from_document(doc.get("caps")),
         )
 
     def public(self) -> PublicSource:
@@ -93,6 +98,7 @@ class SourceConfig:
             suppression_lists=self.suppression_lists,
             retention_days=self.retention_days,
             require_any_of=self.require_any_of, require_trusted_form_host=self.require_trusted_form_host,
+            caps=self.caps,
         )
 
     def dedupe_cutoff(self, now: datetime) -> datetime | None:

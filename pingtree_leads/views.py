@@ -18,12 +18,15 @@ from bson import ObjectId
 from flask import Flask, Response, current_app, request
 
 from . import signals
+from .caps import iso_utc
 from .erasure import ERASABLE_FIELDS, any_key_erased, erased_after_store, is_erased, unblocked_values
 from .errors import (
     ACCEPTED_MESSAGE,
+    CAPPED_MESSAGE,
     DUPLICATE_MESSAGE,
     INVALID_FIELD_MESSAGE,
     MISSING_FIELD_MESSAGE,
+    PING_CAPPED_MESSAGE,
     PING_SUPPRESSED_MESSAGE,
     REPLAYED_MESSAGE,
     SUPPRESSED_MESSAGE,
@@ -256,6 +259,8 @@ def outcome_response(result: StoreResult, test: bool = False) -> Response:
     data: dict[str, Any] = {"lead_status": result.lead_status, "transaction_id": result.transaction_id}
     if result.lead_status is LeadStatus.SUPPRESSED:  # an erased consumer: nothing stored, no reason given
         return envelope(201, SUPPRESSED_MESSAGE, {**data, **marker})
+    if result.lead_status is LeadStatus.CAPPED and result.retry_at is not None:  # caps.py: nothing stored
+        return envelope(201, CAPPED_MESSAGE, {**data, "retry_at": iso_utc(result.retry_at), **marker})
     if result.lead_status is LeadStatus.DUPLICATE:
         data["matched_on"] = list(result.matched_on)
         return envelope(201, DUPLICATE_MESSAGE, {**data, **marker})
@@ -321,6 +326,9 @@ def ping_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
     if result.lead_status is LeadStatus.DUPLICATE:
         data["matched_on"] = list(result.matched_on)
         return envelope(200, "A post of this consumer now would be a duplicate", data)
+    if result.lead_status is LeadStatus.CAPPED and result.retry_at is not None:
+        data["retry_at"] = iso_utc(result.retry_at)
+        return envelope(200, PING_CAPPED_MESSAGE, data)
     if result.ping_id is not None and result.hold_expires_at is not None:
         data["ping_id"] = result.ping_id
         data["hold_expires_at"] = result.hold_expires_at.isoformat(timespec="milliseconds")

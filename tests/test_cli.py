@@ -152,7 +152,7 @@ def test_import_counts_every_outcome_and_writes_rejects(cli_app: Flask, database
                  "--batch-size", "2")
     assert result.exit_code == 0, result.output
     assert summary(result) == {"rows": 6, "accepted": 2, "already_imported": 0, "duplicate": 1,
-                               "missingField": 1, "invalidField": 2, "conflict": 0}
+                               "missingField": 1, "invalidField": 2, "conflict": 0, "capped": 0}
     stored = {d["email"]: d for d in database["leads"].find()}
     assert set(stored) == {"ada@example.com", "alan@example.com"}
     assert stored["ada@example.com"]["extra"] == {"campaign": "spring"}

@@ -68,7 +68,7 @@ ROWS = [
     ["ragged"],  # invalidField
 ]
 EXPECTED = {"accepted": 2, "already_imported": 2, "duplicate": 3, "missingField": 1, "invalidField": 2,
-            "conflict": 2}
+            "conflict": 2, "capped": 0}
 
 
 def test_dry_run_gives_a_real_imports_counts_and_writes_nothing(
@@ -120,7 +120,7 @@ def test_dry_run_on_a_fresh_database_creates_nothing(cli_app: Flask, database: A
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("dry run, nothing stored")
     assert counts(result) == {"accepted": 1, "already_imported": 0, "duplicate": 1, "missingField": 0,
-                              "invalidField": 0, "conflict": 0}
+                              "invalidField": 0, "conflict": 0, "capped": 0}
     assert "indexes are not in place" in result.stderr
     assert "leads" not in database.list_collection_names()
 

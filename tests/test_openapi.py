@@ -61,7 +61,8 @@ def test_every_contract_outcome_is_documented_with_an_example() -> None:
             examples = response["content"]["application/json"]["examples"]
             assert examples, status
     examples_201 = path["post"]["responses"]["201"]["content"]["application/json"]["examples"]
-    assert {e["value"]["data"]["lead_status"] for e in examples_201.values()} == {"accept", "duplicate", "suppressed"}
+    assert {e["value"]["data"]["lead_status"] for e in examples_201.values()} == {"accept", "duplicate", "suppressed",
+                                                                               "capped"}
     assert any(e["value"]["data"].get("replayed") for e in examples_201.values())
     examples_400 = path["post"]["responses"]["400"]["content"]["application/json"]["examples"]
     assert {e["value"]["data"]["lead_status"] for e in examples_400.values()} == {"missingField", "invalidField"}
@@ -324,7 +325,7 @@ def test_ping_is_documented_with_every_outcome(settings: Settings) -> None:
     assert "Retry-After" in operation["responses"]["429"]["headers"]
     assert [p["name"] for p in operation["parameters"]] == ["xxTest"]  # test mode from the query string
     assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
-    assert set(_examples(operation, "200")) == {"accept", "held", "duplicate", "suppressed"}
+    assert set(_examples(operation, "200")) == {"accept", "held", "duplicate", "suppressed", "capped"}
     body = doc["components"]["schemas"]["PingInput"]
     props = body["properties"]
     assert set(props) == {"email", "mobile", "phone", "email_sha256", "mobile_sha256", "hold_seconds"}
@@ -334,7 +335,7 @@ def test_ping_is_documented_with_every_outcome(settings: Settings) -> None:
     assert body["x-patternProperties"] == {HASHED_NAME_PATTERN: {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}}
     assert "ignored" in body["additionalProperties"]["description"]
     answer = doc["components"]["schemas"]["PingAnswer"]["properties"]["data"]
-    assert set(answer["properties"]) == {"lead_status", "matched_on", "ping_id", "hold_expires_at", "test"}
+    assert set(answer["properties"]) == {"lead_status", "matched_on", "ping_id", "hold_expires_at", "retry_at", "test"}
 
 
 def test_ping_text_patterns_say_what_the_server_accepts() -> None:

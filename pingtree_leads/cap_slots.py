@@ -1,0 +1,184 @@
+"""Picking a cap slot for a lead, so that the lead's own insert is the cap's check.
+
+A lead of a capped source takes, per cap, the claim of one slot ``n < max`` of the
+current window (caps.py); the unique claims index refuses a slot that another lead
+holds, so no more than ``max`` leads are ever stored in a window, whatever the
+concurrency.  What costs is *finding* a free slot without a read per lead:
+
+* each process keeps, per (source, cap window), the slots it knows are used and the ones
+  it has handed to inserts in flight; the first lead of a window in the process reads the
+  window's used slots once (one indexed range of the claims index), later leads take the
+  lowest slot the process believes free: no read;
+* a slot refused by the index (another process took it) makes the process read the
+  window's slots again and pick at random among the free ones (so racing processes
+  rarely pick the same), or answer ``capped`` when none is free;
+* a window the process believes full is read again before ``capped`` is answered (a
+  higher ``max`` or an erased lead frees slots).
+
+Hints are only hints: being wrong costs a refused insert and a read, never a lead too many.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import threading
+from collections.abc import Iterable, MutableMapping
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo.collection import Collection
+
+from .caps import Cap, is_cap_claim, slot_number
+from .sources import SourceConfig
+
+#: Windows a process remembers at most (oldest dropped first; a dropped one is read again).
+MAX_WINDOWS = 10_000
+
+
+@dataclasses.dataclass
+class _Window:
+    end: datetime
+    used: set[int] = dataclasses.field(default_factory=set)
+    reserved: set[int] = dataclasses.field(default_factory=set)
+
+
+@dataclasses.dataclass(frozen=True)
+class SlotPick:
+    """Slot claims for one lead (one per cap), or ``retry_at``: a cap is full until then."""
+
+    claims: tuple[str, ...] = ()
+    retry_at: datetime | None = None
+
+
+class CapSlots:
+    """The per-process slot hints of one leads collection; thread-safe."""
+
+    def __init__(self, collection: Collection[Any], index: str) -> None:
+        self._collection = collection
+        self._index = index
+        self._windows: dict[tuple[ObjectId, str], _Window] = {}
+        self._lock = threading.Lock()
+
+    # -- reading ---------------------------------------------------------------
+
+    def used(self, source: SourceConfig, cap: Cap, start: datetime) -> set[int]:
+        """The slots of the window that leads hold now: one read, a tight range of the claims
+        index (hinted: SecantusDB's planner would not pick it for a range on its own)."""
+        prefix = cap.window_prefix(start)
+        query = {"source_id": source.id, "claims": {"$gte": prefix + ":", "$lt": prefix + ";"}}
+        numbers: set[int] = set()
+        for doc in self._collection.find(query, {"claims": 1, "_id": 0}).hint(self._index):
+            for claim in doc.get("claims") or ():
+                if isinstance(claim, str) and claim.startswith(prefix + ":"):
+                    number = slot_number(claim)
+                    if number is not None:
+                        numbers.add(number)
+        return numbers
+
+    def full_until(
+        self, source: SourceConfig, now: datetime, counted: MutableMapping[tuple[ObjectId, str], int] | None = None
+    ) -> datetime | None:
+        """When a post now would be ``capped``: the end of the latest-resetting full window,
+        or None.  Read-only: one read per cap (``counted``, a dry run's running counts, is
+        read once per window and then counted in memory)."""
+        ends = []
+        for cap in source.caps:
+            start, end = cap.window(now)
+            key = (source.id, cap.window_prefix(start))
+            if counted is not None and key in counted:
+                taken = counted[key]
+            else:
+                taken = sum(1 for n in self.used(source, cap, start) if n < cap.max)
+                if counted is not None:
+                    counted[key] = taken
+            if taken >= cap.max:
+                ends.append(end)
+        return max(ends) if ends else None
+
+    # -- picking ---------------------------------------------------------------
+
+    def take(self, source: SourceConfig, now: datetime) -> SlotPick:
+        """A slot per cap for one lead; no read when this process already knows the window."""
+        taken: list[str] = []
+        full: list[datetime] = []
+        for cap in source.caps:
+            claim, end = self._pick(source, cap, now, fresh=False)
+            if claim is None:
+                full.append(end)
+            else:
+                taken.append(claim)
+        if full:
+            self.done(source, taken, stored=False)
+            return SlotPick(retry_at=max(full))
+        return SlotPick(tuple(taken))
+
+    def refused(self, source: SourceConfig, now: datetime, claims: Iterable[str], refused: str) -> SlotPick:
+        """``refused``, a slot claim of ``claims``, is held by another lead: the lead's slot claims
+        with that cap's slot picked again from a fresh read, or ``retry_at`` if it is full."""
+        self._settle(source, [refused], stored=True)  # someone holds it: used
+        mine = [claim for claim in claims if is_cap_claim(claim) and claim != refused]
+        prefix = refused.rsplit(":", 1)[0]
+        for cap in source.caps:
+            if cap.window_prefix(cap.window(now)[0]) == prefix:
+                claim, end = self._pick(source, cap, now, fresh=True)
+                if claim is None:
+                    self.done(source, mine, stored=False)
+                    return SlotPick(retry_at=end)
+                return SlotPick(tuple(sorted([*mine, claim])))
+        # The caps changed under the lead: pick every slot again.
+        self.done(source, mine, stored=False)
+        return self.take(source, now)
+
+    def done(self, source: SourceConfig, claims: Iterable[str], stored: bool) -> None:
+        """The insert holding these slot claims is over: stored (the slots are used) or not."""
+        self._settle(source, [claim for claim in claims if is_cap_claim(claim)], stored)
+
+    def _settle(self, source: SourceConfig, claims: list[str], stored: bool) -> None:
+        with self._lock:
+            for claim in claims:
+                prefix, _, number = claim.rpartition(":")
+                window = self._windows.get((source.id, prefix))
+                if window is None or not number.isdigit():
+                    continue
+                window.reserved.discard(int(number))
+                if stored:
+                    window.used.add(int(number))
+
+    def _pick(self, source: SourceConfig, cap: Cap, now: datetime, fresh: bool) -> tuple[str | None, datetime]:
+        start, end = cap.window(now)
+        key = (source.id, cap.window_prefix(start))
+        if not fresh:
+            with self._lock:
+                window = self._windows.get(key)
+                if window is not None:
+                    number = next((n for n in range(cap.max) if n not in window.used and n not in window.reserved),
+                                  None)
+                    if number is not None:
+                        window.reserved.add(number)
+                        return cap.slot_claim(start, number), end
+                    fresh = True  # believed full: make sure before answering capped
+        used = self.used(source, cap, start)
+        with self._lock:
+            window = self._windows.get(key)
+            if window is None:
+                self._forget_old(now)
+                window = self._windows[key] = _Window(end)
+            window.used = used
+            free = [n for n in range(cap.max) if n not in used]
+            if not free:
+                return None, end
+            spare = [n for n in free if n not in window.reserved]
+            # First sight: the lowest spare slot; after a refusal, at random among the free
+            # ones (a slot reserved here may still be lost by its insert: then it is fair game).
+            number = random.choice(spare or free) if fresh else (spare or free)[0]
+            window.reserved.add(number)
+            return cap.slot_claim(start, number), end
+
+    def _forget_old(self, now: datetime) -> None:
+        """Drop windows that have ended, and the oldest ones past ``MAX_WINDOWS`` (lock held)."""
+        for key in [key for key, window in self._windows.items() if window.end <= now]:
+            del self._windows[key]
+        while len(self._windows) >= MAX_WINDOWS:
+            del self._windows[next(iter(self._windows))]
