@@ -16,6 +16,11 @@ concurrency.  What costs is *finding* a free slot without a read per lead:
   higher ``max`` or an erased lead frees slots).
 
 Hints are only hints: being wrong costs a refused insert and a read, never a lead too many.
+
+A window counts every slot its leads hold, also slots at or above a ``max`` lowered since
+they were taken: only the lowest ``max - held`` free slots below ``max`` may be taken
+(``allowed``), and ``update_source`` moves a lowered window's high slots down
+(``compact``), so the index alone keeps the window at ``max`` again.
 """
 
 from __future__ import annotations
@@ -29,12 +34,24 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo.collection import Collection
+from pymongo.errors import DuplicateKeyError
 
 from .caps import Cap, is_cap_claim, slot_number
 from .sources import SourceConfig
 
 #: Windows a process remembers at most (oldest dropped first; a dropped one is read again).
 MAX_WINDOWS = 10_000
+
+
+def allowed(used: set[int], cap_max: int) -> list[int]:
+    """The slots a new lead may take: the lowest ``cap_max - len(used)`` free slots below
+    ``cap_max``.  ``used`` counts every held slot, those at or above a lowered ``max`` too, so a
+    window is full once it holds ``cap_max`` leads however they are numbered; and every taker
+    choosing from the same lowest free slots keeps racing takers within that count."""
+    room = cap_max - len(used)
+    if room <= 0:
+        return []
+    return [n for n in range(cap_max) if n not in used][:room]
 
 
 @dataclasses.dataclass
@@ -90,7 +107,7 @@ class CapSlots:
             if counted is not None and key in counted:
                 taken = counted[key]
             else:
-                taken = sum(1 for n in self.used(source, cap, start) if n < cap.max)
+                taken = len(self.used(source, cap, start))  # every held slot, above a lowered max too
                 if counted is not None:
                     counted[key] = taken
             if taken >= cap.max:
@@ -153,8 +170,7 @@ class CapSlots:
             with self._lock:
                 window = self._windows.get(key)
                 if window is not None:
-                    number = next((n for n in range(cap.max) if n not in window.used and n not in window.reserved),
-                                  None)
+                    number = next((n for n in allowed(window.used, cap.max) if n not in window.reserved), None)
                     if number is not None:
                         window.reserved.add(number)
                         return cap.slot_claim(start, number), end
@@ -166,7 +182,7 @@ class CapSlots:
                 self._forget_old(now)
                 window = self._windows[key] = _Window(end)
             window.used = used
-            free = [n for n in range(cap.max) if n not in used]
+            free = allowed(used, cap.max)
             if not free:
                 return None, end
             spare = [n for n in free if n not in window.reserved]
@@ -182,3 +198,41 @@ class CapSlots:
             del self._windows[key]
         while len(self._windows) >= MAX_WINDOWS:
             del self._windows[next(iter(self._windows))]
+
+
+def compact_window(collection: Collection[Any], index: str, source_id: ObjectId, cap: Cap, now: datetime) -> int:
+    """Move the current window's slots at or above ``cap.max`` (a ``max`` lowered mid-window)
+    down into free slots below it, one lead at a time; returns how many moved.
+
+    Afterwards either every held slot is below ``max`` (the index alone keeps the window at
+    ``max``, as for a window never lowered), or every slot below ``max`` is held (the window is
+    full until it ends).  Each move is one update of one lead's slot claim, refused by the
+    unique index if a racing insert took the target slot first: then the next free one is tried.
+    """
+    start, _ = cap.window(now)
+    prefix = cap.window_prefix(start)
+    query = {"source_id": source_id, "claims": {"$gte": prefix + ":", "$lt": prefix + ";"}}
+    moved = 0
+    for _ in range(cap.max + 16):  # every round moves one lead, or learns of a taken slot
+        holders: list[tuple[int, Any, list[str]]] = []
+        for doc in collection.find(query, {"claims": 1}).hint(index):
+            claims = list(doc.get("claims") or ())
+            for claim in claims:
+                number = slot_number(claim) if isinstance(claim, str) and claim.startswith(prefix + ":") else None
+                if number is not None:
+                    holders.append((number, doc["_id"], claims))
+        used = {number for number, _, _ in holders}
+        high = sorted((h for h in holders if h[0] >= cap.max), key=lambda h: h[0])
+        free = [n for n in range(cap.max) if n not in used]
+        if not high or not free:
+            return moved
+        number, lead_id, claims = high[-1]
+        old, new = cap.slot_claim(start, number), cap.slot_claim(start, free[0])
+        # The whole array, matched as read: a lead whose claims changed meanwhile is read again.
+        try:
+            result = collection.update_one({"_id": lead_id, "source_id": source_id, "claims": claims},
+                                           {"$set": {"claims": sorted(new if c == old else c for c in claims)}})
+        except DuplicateKeyError:
+            continue  # a racing insert took that slot: read again
+        moved += result.modified_count
+    return moved

@@ -272,7 +272,8 @@ def update_source_command(
         changes["caps"] = _caps(cap)
     if not changes:
         raise click.UsageError("nothing to change: give at least one option")
-    update_source(runtime().database, source_or_fail(source_id).id, **changes, **provisioning())
+    update_source(runtime().database, source_or_fail(source_id).id, **changes, **provisioning(),
+                  leads_collection=runtime().settings.leads_collection)
     click.echo(f"{source_id}: updated {', '.join(sorted(changes))}")
 
 

@@ -66,6 +66,10 @@ TRUSTED_FORM_HOST_RULE = f"Must be a TrustedForm certificate URL on {TRUSTED_FOR
 EVIDENCE: dict[str, str] = {"trusted_form": "xxTrustedFormCertUrl", **{name: name for name in CONSENT_FIELDS}}
 
 
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
 def canonical_ip(value: str) -> str | None:
     """The consumer's address in its canonical text (IPv6 compressed and lower-case, RFC 5952;
     an IPv4-mapped IPv6 address as its IPv4 address: one consumer, one spelling), or None when
@@ -76,8 +80,15 @@ def canonical_ip(value: str) -> str | None:
         address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(value)
     except ValueError:
         return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        elif address in _IPV4_COMPATIBLE and int(address) > 1:
+            return None  # ::a.b.c.d, deprecated since RFC 4291: no consumer's address looks so
+        elif address in _NAT64:  # 64:ff9b::a.b.c.d: the IPv4 address a NAT64 gateway stands for
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+            if embedded.is_loopback or embedded.is_unspecified or embedded.is_multicast:
+                return None
     if (address.is_unspecified or address.is_loopback or address.is_multicast
             or address == ipaddress.IPv4Address("255.255.255.255")):
         return None  # never a consumer's address as a web server sees it: a seller's bug

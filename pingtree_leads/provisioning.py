@@ -12,10 +12,13 @@ from typing import Any
 from bson import ObjectId
 from pymongo.database import Database
 
+from .cap_slots import compact_window
 from .caps import Cap, check_caps
 from .consent import check_require_any_of
 from .keys import hash_api_key, new_api_key
 from .mongo import acknowledged, as_utc, parse_object_id
+from .mongo import leads_collection as leads_collection_of
+from .repository import CLAIMS_INDEX
 from .schemas import LEAD_FIELDS, LEAD_NAMES, MAX_DEDUPE_FIELDS, REQUIRABLE_FIELDS, dedupe_field_ok
 from .settings import Settings, utc_now
 from .source_cache import CACHES
@@ -176,14 +179,16 @@ def update_source(
     lenient: bool = UNCHANGED,
     caps: Iterable[Mapping[str, Any] | Cap] | None = UNCHANGED,
     sources_collection: str = Settings.sources_collection,
+    leads_collection: str = Settings.leads_collection,
     clock: Callable[[], datetime] = utc_now,
 ) -> None:
     """Change a source's settings: only the keywords given change, checked as ``create_source``
     checks them (``ValueError``/``TypeError``; nothing changes then); ``LookupError`` if there
     is no such source.  ``caps=None`` or ``[]`` removes every cap.
 
-    A new ``max`` applies to the current window at once (the slots below it count; lowering
-    it below the leads already stored caps the rest of the window).  Leads already stored
+    A new ``max`` applies to the current window at once: every lead stored in the window counts,
+    and a lowered ``max`` moves the window's slots above it down (cap_slots.compact_window), so
+    the window takes no more than the new ``max`` leads, under any concurrency.  Leads already stored
     keep their claims: changing ``dedupe_fields`` affects leads stored from now on.  Every
     source cache of this process forgets the source at once; other processes see the change
     within their source cache time (docs/configuration.md).
@@ -213,6 +218,10 @@ def update_source(
     if not result.matched_count:
         raise LookupError("no such database source")
     CACHES.forget_everywhere(query["_id"])
+    if caps is not UNCHANGED and checked:
+        leads = leads_collection_of(database, leads_collection)
+        for cap in checked:
+            compact_window(leads, CLAIMS_INDEX, query["_id"], cap, clock())
 
 
 def _source_filter(source_id: str | ObjectId) -> dict[str, Any]:

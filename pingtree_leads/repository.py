@@ -616,7 +616,7 @@ class LeadRepository:
             retry_at = self.cap_slots.full_until(source, now)
             if retry_at is not None:
                 asked = self.ping(dataclasses.replace(source, caps=()), claims, 0, now, max_holds=max_holds)
-                return asked if asked.lead_status is LeadStatus.DUPLICATE else PingResult(LeadStatus.CAPPED,
+                return asked if asked.lead_status is not LeadStatus.ACCEPT else PingResult(LeadStatus.CAPPED,
                                                                                           retry_at=retry_at)
         twins = {field: hold_twin(claim) for field, claim in sorted(claims.items(), key=lambda i: i[1])}
         if not twins:

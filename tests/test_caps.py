@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pymongo
 import pytest
+from bson import ObjectId
 from flask import Flask
 
 from pingtree_leads import Cap, CreatedSource, PingtreeLeads, create_source, update_source
@@ -418,3 +419,69 @@ def test_a_capped_lead_costs_one_insert_once_the_window_is_known(monitored: tupl
         plan = db.command("explain", {"find": "leads", "filter": cmd["filter"],
                                       **({"hint": cmd["hint"]} if "hint" in cmd else {})}, verbosity="queryPlanner")
         assert "IXSCAN" in repr(plan["queryPlanner"]["winningPlan"]), cmd["filter"]
+
+
+# -- a max lowered mid-window (found by attack: slots above the new max were not counted) -----------
+
+
+def _high_slots(database: Any, src: Any, clock: FakeClock, count: int, old_max: int) -> None:
+    """``count`` leads of ``src`` holding the window's highest slots below ``old_max`` (as random
+    picks after refusals leave them), written through the library's own claims layout."""
+    cap = check_caps([{"max": old_max, "per": "day"}])[0]
+    start, _ = cap.window(clock())
+    p = Poster(make_app(database, clock=clock).test_client(), database, src)
+    for _ in range(count):
+        assert status(p.post(lead())) == "accept"
+    leads = database["leads"]
+    for n, doc in enumerate(leads.find({"source_id": ObjectId(src.id)}).sort("_id", 1)):
+        prefix = cap.window_prefix(start) + ":"
+        claims = sorted(cap.slot_claim(start, old_max - 1 - n) if c.startswith(prefix) else c for c in doc["claims"])
+        leads.update_one({"_id": doc["_id"]}, {"$set": {"claims": claims}})
+
+
+def test_lowering_max_counts_every_lead_of_the_window(database: Any, clock: FakeClock) -> None:
+    src = create_source(database, "Lowered", caps=[{"max": 100, "per": "day"}], clock=clock)
+    _high_slots(database, src, clock, 6, 100)  # 6 leads in slots 94..99
+    update_source(database, src.id, caps=[{"max": 4, "per": "day"}], clock=clock)
+    p = Poster(make_app(database, clock=clock, source_cache_seconds=0).test_client(), database, src)
+    assert [status(p.post(lead())) for _ in range(3)] == ["capped"] * 3  # 6 stored, max 4: full
+    assert database["leads"].count_documents({}) == 6
+    update_source(database, src.id, caps=[{"max": 8, "per": "day"}], clock=clock)
+    assert [status(p.post(lead())) for _ in range(4)] == ["accept", "accept", "capped", "capped"]
+    assert database["leads"].count_documents({}) == 8
+
+
+def test_lowering_max_moves_high_slots_down_so_the_index_keeps_the_count(database: Any, clock: FakeClock) -> None:
+    src = create_source(database, "Compacted", caps=[{"max": 100, "per": "day"}], clock=clock)
+    _high_slots(database, src, clock, 3, 100)  # slots 97..99
+    update_source(database, src.id, caps=[{"max": 5, "per": "day"}], clock=clock)
+    cap = check_caps([{"max": 5, "per": "day"}])[0]
+    start, _ = cap.window(clock())
+    numbers = sorted(int(c.rsplit(":", 1)[1]) for doc in database["leads"].find()
+                     for c in doc["claims"] if c.startswith(cap.window_prefix(start) + ":"))
+    assert numbers == [0, 1, 2]  # every held slot below the new max: no lead can slip past it
+    p = Poster(make_app(database, clock=clock, source_cache_seconds=0).test_client(), database, src)
+    assert [status(p.post(lead())) for _ in range(3)] == ["accept", "accept", "capped"]
+
+
+def test_racing_posts_after_lowering_max_store_exactly_the_new_max(real_database: Any) -> None:
+    clock = FakeClock(START)
+    src = create_source(real_database, "Lowered race", caps=[{"max": 100, "per": "day"}], clock=clock)
+    _high_slots(real_database, src, clock, 5, 100)
+    update_source(real_database, src.id, caps=[{"max": 12, "per": "day"}], clock=clock)
+    app = make_app(real_database, clock=clock, source_cache_seconds=0)
+    results = race(app, src, [lead() for _ in range(24)])
+    assert Counter(data["lead_status"] for data in results) == {"accept": 7, "capped": 17}
+    assert real_database["leads"].count_documents({}) == 12
+
+
+def test_a_ping_of_an_erased_consumer_on_a_full_cap_says_suppressed_as_the_post(database: Any,
+                                                                               clock: FakeClock) -> None:
+    from pingtree_leads import erase_consumer
+
+    p = capped_source(database, clock, {"max": 1, "per": "day"})
+    assert status(p.post(lead())) == "accept"  # the cap is full
+    erase_consumer(database, email="gone@example.com", clock=clock)
+    post = status(p.post(lead(email="gone@example.com")))
+    ping = p.client.post(f"/api/lead/ping/{p.source.id}", json={"email": "gone@example.com"}, headers=p.headers)
+    assert post == status(ping, 200) == "suppressed"

@@ -96,7 +96,9 @@ def test_ip_address_is_stored_canonical(poster: Poster, sent: str, stored: str) 
 def test_ip_address_refusals(poster: Poster) -> None:
     for bad in ("fe80::1%eth0", "127.0.0.1", "::1", "0.0.0.0", "::", "224.0.0.1", "ff02::1", "255.255.255.255",
                 "01.2.3.4", "1.2.3", "[2001:db8::1]", "1.2.3.4:80", "not-an-ip", "1.2.3.4/32", 3405803783,
-                "2001:db8::1" + "0" * 40):
+                "2001:db8::1" + "0" * 40,
+                # Loopback in IPv4-compatible and NAT64 dress (found by attack), and ::a.b.c.d at all.
+                "::127.0.0.1", "::8.8.8.8", "64:ff9b::7f00:1", "64:ff9b::127.0.0.1"):
         data = refused(poster, lead(ip_address=bad), "ip_address")
         assert data["errors"]["ip_address"][0].startswith(("Must be", "Longer than")), bad
 
