@@ -80,6 +80,23 @@ def check_retention_days(days: Any) -> None:
         raise ValueError("retention_days must be a positive number of days, or None to keep leads")
 
 
+#: The longest a cap's window lasts, days (a month has at most 31 days; a DST day 25 hours).
+LONGEST_WINDOW_DAYS = {"hour": 2 / 24, "day": 25 / 24, "week": 7 + 1 / 24, "month": 31 + 1 / 24}
+
+
+def check_retention_outlives_caps(retention_days: float | None, caps: Iterable[Cap]) -> None:
+    """A lead holds its cap slots until MongoDB removes it: a lead removed before its window
+    ended would free a slot, and the window would store more than ``max``.  So a source keeps
+    its leads at least as long as its longest cap window lasts."""
+    if retention_days is None:
+        return
+    for cap in caps:
+        if retention_days < LONGEST_WINDOW_DAYS[cap.per]:
+            raise ValueError(f"retention_days ({retention_days:g}) is shorter than the source's {cap.per} cap "
+                             f"window ({LONGEST_WINDOW_DAYS[cap.per]:g} days at most): a lead removed before its "
+                             "window ended would free its slot, and the window would take more than max")
+
+
 def create_source(
     database: Database[Any],
     name: str,
@@ -121,6 +138,7 @@ def create_source(
     lists = check_list_names(suppression_lists)
     check_retention_days(retention_days)
     checked_caps = check_caps(caps)
+    check_retention_outlives_caps(retention_days, checked_caps)
     key = new_api_key()
     now = clock()
     source_id = ObjectId()
@@ -209,6 +227,9 @@ def update_source(
     if caps is not UNCHANGED:
         checked = check_caps(caps)
         if checked:
+            stored = acknowledged(database)[sources_collection].find_one(_source_filter(source_id),
+                                                                         {"retention_days": 1})
+            check_retention_outlives_caps((stored or {}).get("retention_days"), checked)
             changes["caps"] = [cap.as_document() for cap in checked]
         else:
             update["$unset"] = {"caps": ""}
@@ -220,8 +241,9 @@ def update_source(
     CACHES.forget_everywhere(query["_id"])
     if caps is not UNCHANGED and checked:
         leads = leads_collection_of(database, leads_collection)
-        for cap in checked:
-            compact_window(leads, CLAIMS_INDEX, query["_id"], cap, clock())
+        if CLAIMS_INDEX in leads.index_information():  # without it no lead was ever stored
+            for cap in checked:
+                compact_window(leads, CLAIMS_INDEX, query["_id"], cap, clock())
 
 
 def _source_filter(source_id: str | ObjectId) -> dict[str, Any]:

@@ -485,3 +485,15 @@ def test_a_ping_of_an_erased_consumer_on_a_full_cap_says_suppressed_as_the_post(
     post = status(p.post(lead(email="gone@example.com")))
     ping = p.client.post(f"/api/lead/ping/{p.source.id}", json={"email": "gone@example.com"}, headers=p.headers)
     assert post == status(ping, 200) == "suppressed"
+
+
+def test_a_source_keeps_its_leads_longer_than_its_cap_windows(database: Any, clock: FakeClock) -> None:
+    """A lead removed by retention before its window ended would free its slot (found by attack:
+    4 leads stored in a week capped at 2 once the TTL monitor had run)."""
+    with pytest.raises(ValueError, match="retention_days"):
+        create_source(database, "Short", caps=[{"max": 2, "per": "week"}], retention_days=1)
+    src = create_source(database, "Long enough", caps=[{"max": 2, "per": "day"}], retention_days=2)
+    with pytest.raises(ValueError, match="retention_days"):
+        update_source(database, src.id, caps=[{"max": 2, "per": "month"}])
+    update_source(database, src.id, caps=[{"max": 2, "per": "hour"}])
+    create_source(database, "Month", caps=[{"max": 2, "per": "month"}], retention_days=32)
