@@ -84,7 +84,7 @@ from pymongo import ASCENDING, MongoClient
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from pingtree_leads import create_blueprint, create_source
+from pingtree_leads import create_blueprint, create_source, suppress
 from pingtree_leads.caps import MAX_CAP_LEADS
 from pingtree_leads.repository import LEAD_INDEXES, LeadRepository, lead_claims
 from pingtree_leads.schemas import ValidLead, schema_for, validate_lead
@@ -92,16 +92,19 @@ from pingtree_leads.settings import Settings, utc_now
 from pingtree_leads.sources import SourceConfig
 
 PATHS = ("floor", "floor_rules", "accept", "duplicate", "reject", "ping_ask", "ping_hold", "post_ping",
-         "accept_capped")
+         "accept_capped", "accept_listed")
 #: The pre-ping paths: ask (no hold: one read per value), hold (one insert), and the post that
 #: takes a hold over (its hold is made untimed before the request).
 PING_PATHS = ("ping_ask", "ping_hold")
 FLOOR_URLS = {"floor": "/floor", "floor_rules": "/floor-rules"}
 EXPECTED = {"floor": (201, None), "floor_rules": (201, None), "accept": (201, "accept"),
             "duplicate": (201, "duplicate"), "reject": (400, "invalidField"), "ping_ask": (200, "accept"),
-            "ping_hold": (200, "accept"), "post_ping": (201, "accept"), "accept_capped": (201, "accept")}
+            "ping_hold": (200, "accept"), "post_ping": (201, "accept"), "accept_capped": (201, "accept"),
+            "accept_listed": (201, "accept")}
 #: accept_capped: a new lead of a source with a (never reached) daily cap, so it takes a cap slot:
 #: the normal case of a capped source, one insert once the process knows the window.
+#: accept_listed: a new lead of a source that checks a suppression list (which holds other
+#: values): one indexed read of the list, then the insert.
 FILL_MODES = ("single", "bulk")
 SERVER_MODES = ("process", "in-process")
 ROUND = 100  # requests per path per round
@@ -270,6 +273,10 @@ class Bench:
                                caps=[{"max": MAX_CAP_LEADS, "per": "day"}])
         self.capped_url = f"/api/lead/create/{capped.id}"
         self.capped_headers = {"Authorization": f"Bearer {capped.api_key}"}
+        listed = create_source(db, "Benchmark listed", dedupe_fields=["email", "mobile"], suppression_lists=["dnc"])
+        suppress(db, "dnc", emails=[f"dnc{n}@example.com" for n in range(1000)])
+        self.listed_url = f"/api/lead/create/{listed.id}"
+        self.listed_headers = {"Authorization": f"Bearer {listed.api_key}"}
         self.stored = 0  # pre-filled leads (and floor documents): numbers 0..stored-1
         self.next_n = LIVE_START
         # floor_rules' index-covered fields for the next requests, by transaction id: computed
@@ -348,6 +355,8 @@ class Bench:
         headers = self.headers
         if path == "accept_capped":
             url, headers = self.capped_url, self.capped_headers
+        elif path == "accept_listed":
+            url, headers = self.listed_url, self.listed_headers
         status, lead_status = EXPECTED[path]
         stored, timings, total = [], self.latencies[path], 0
         for _ in range(count):
@@ -377,7 +386,8 @@ class Bench:
             stored = {path: self.run(path, count, record) for path in order}
             for floor_path, floor in self.floors.items():
                 floor.delete_many({"_id": {"$in": stored[floor_path]}})
-            kept = [*stored["accept"], *stored["ping_hold"], *stored["post_ping"], *stored["accept_capped"]]
+            kept = [*stored["accept"], *stored["ping_hold"], *stored["post_ping"], *stored["accept_capped"],
+                    *stored["accept_listed"]]
             self.db[Settings.leads_collection].delete_many({"_id": {"$in": kept}})
             done, turn = done + count, turn + 1
 
