@@ -674,13 +674,13 @@ class LeadRepository:
     def _free_slot(self, source: SourceConfig, max_holds: int, now: datetime) -> str:
         """A slot no live hold of ``source`` takes (an expired hold in it is deleted first);
         ``TooManyHolds`` when every one of the ``max_holds`` slots is live.  One read of the
-        source's holds: a tight range of the claims index (the hint: SecantusDB's planner
-        would otherwise scan for this filter)."""
+        source's holds: a tight range of the claims index (no hint: SecantusDB reads the whole
+        index for a hinted find; with the range alone every planner picks it)."""
         live: set[str] = set()
         expired: dict[str, Any] = {}
         first_end: datetime | None = None
         mine = {"source_id": source.id, "claims": {"$gte": HOLD_MARK, "$lt": _AFTER_HOLD_MARK}}
-        for hold in self.leads.find(mine, {"claims": 1, "hold_expires_at": 1}).hint(CLAIMS_INDEX):
+        for hold in self.leads.find(mine, {"claims": 1, "hold_expires_at": 1}):
             slots = [claim for claim in hold.get("claims") or () if claim.startswith(HOLD_MARK)]
             if _hold_live(hold, now):
                 live.update(slots)

@@ -242,16 +242,24 @@ class SuppressionStore:
 
     def matching(self, lists: Sequence[str], keys: Sequence[str], now: datetime, *, limit: int = 1) -> set[str]:
         """The keys among ``keys`` that a live entry of one of ``lists`` holds (at most ``limit``
-        of them; 0: all).  One indexed read: the ``(list, key)`` index, hinted (the time filter
-        is applied to the entries the index finds)."""
+        of them; 0: all).  One indexed read per list, stopping at the first that answers: the
+        ``(list, key)`` index with the list as an equality; the entries it finds (at most one per
+        key: the index is unique) are checked for expiry here.  Not one read for all lists, nor
+        the expiry in the filter: with ``list: {$in: ...}`` or an ``expires_at`` condition
+        SecantusDB's planner scans the collection, and a hint makes it read the whole index
+        (~20 ms at 1,000 entries, measured); a bare equality on ``list`` is a plain IXSCAN."""
         if not lists or not keys:
             return set()
-        query = {"list": {"$in": list(lists)}, "key": {"$in": list(dict.fromkeys(keys))},
-                 "expires_at": {"$not": {"$lte": stored_time(now)}}}
-        cursor = self.collection.find(query, {"_id": 0, "key": 1}).hint(SUPPRESSION_INDEX)
-        if limit:
-            cursor = cursor.limit(limit)
-        return {doc["key"] for doc in cursor}
+        wanted = list(dict.fromkeys(keys))
+        cutoff = stored_time(now)
+        found: set[str] = set()
+        for list_name in dict.fromkeys(lists):
+            cursor = self.collection.find({"list": list_name, "key": {"$in": wanted}}, {"_id": 0, "key": 1,
+                                                                                       "expires_at": 1})
+            found.update(doc["key"] for doc in cursor if not _expired(doc.get("expires_at"), cutoff))
+            if limit and len(found) >= limit:
+                break
+        return set(sorted(found)[:limit]) if limit else found
 
     def add(self, list_name: str, entries: Sequence[tuple[str, str]], expires_at: datetime | None,
             now: datetime) -> SuppressionWrite:
@@ -294,6 +302,11 @@ class SuppressionStore:
         ]
         return {doc["_id"]: int(doc["entries"]) for doc in sorted(self.collection.aggregate(pipeline),
                                                                     key=lambda d: str(d["_id"]))}
+
+
+def _expired(expires_at: Any, cutoff: datetime) -> bool:
+    """An entry stops suppressing at its expiry (pymongo returns naive UTC datetimes)."""
+    return isinstance(expires_at, datetime) and as_utc(expires_at) <= cutoff
 
 
 def _entry_update(field: str, expires_at: datetime | None, now: datetime) -> dict[str, Any]:
