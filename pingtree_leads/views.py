@@ -146,7 +146,7 @@ def _suppressed(
     if not runtime.suppressions.matching(source.suppression_lists, lead_keys(lead), now):
         return None
     if lead.transaction_id is not None:
-        replay = runtime.repository.replay_of(source, lead, transaction_id)
+        replay = runtime.repository.replay_of(source, lead, transaction_id, now)
         if replay is not None:
             logger.info("lead %s source=%s transaction_id=%s lead_id=%s (replay)%s", replay.lead_status, source.id,
                         transaction_id, replay.lead_id, " (test)" if test else "")
