@@ -13,13 +13,25 @@ The order makes it race-safe without a read-then-write check:
    the same claim) and the block inserted again, until it stands.  From then on the index
    itself refuses every lead and hold of the value: a post is ``suppressed``.  A default
    source (dedupe on email and mobile) thus pays nothing new per lead.
-3. For each value the source does *not* deduplicate on (no claim to block), and for leads
-   of a windowed source whose claims were released, the source's leads are scanned (the
-   ``source_id`` prefix of the claims index; cost: the source's index keys) and deleted.
-   A post to such a source reads the erasure records *after* its insert
-   (``erased_after_store``) and deletes its own lead if the consumer was erased: of the
-   erasure (record, then scan) and the post (insert, then read), whichever comes second
-   sees the other's write, so the lead never survives both.
+3. For every source and every erased value, whatever the source deduplicates on *now*, the
+   source's leads holding the value are found by a scan and deleted: a lead stored before the
+   source deduplicated on the field, or whose claim a dedupe window released (also a window
+   since dropped), holds no claim for a block to meet.  The scan walks the ``source_id``
+   prefix of the claims index (hinted: SecantusDB's planner would scan the collection) and
+   reads each of the source's leads: an erasure costs about one pass over the leads
+   collection, whatever the sources' settings (docs/operations.md "Erasure").
+   A post to a source that does not deduplicate on the value reads the erasure records
+   before its insert (so a post meeting an erasure under way is ``suppressed``, never a
+   ``duplicate`` of a lead about to go) and again *after* it (``erased_after_store``),
+   deleting its own lead if the consumer was erased: of the erasure (record, then scan) and
+   the post (insert, then read), whichever comes second sees the other's write, so the lead
+   never survives both.
+4. A source that starts deduplicating on email or mobile later (``create_source``,
+   ``update_source``) gets the blocks of every erasure record's value of that field then
+   (``block_erased_values``): the block's claim is computed from the record's SHA-256, as a
+   hashed pre-ping's is.  Provisioning writes the source first and reads the records after;
+   an erasure writes its record first and reads the sources after: whichever comes second
+   sees the other's write, so the block exists once both are done.
 
 Idempotent: a second erasure finds the blocks standing and nothing to delete (it is still
 recorded: the records are the log of requests).  Nothing here logs or returns a value.
@@ -149,11 +161,9 @@ def erase_from_source(
     for field, value in values.items():
         if field in source.dedupe_fields:
             deleted += _block(repository, source, hold_twin(dedupe_claim(source.id, field, value)), erasure_id, now)
-            if source.dedupe_window_days is None:
-                continue  # every lead of the value held the claim: the block found them all
-        # No claim to block, or claims a window released: the source's leads of the value.
-        deleted += _delete_matching(repository, source, field, value)
-    return deleted
+    # Always, whatever the source's settings now: a lead stored before the source deduplicated on
+    # a field, or whose claim a window released (a window since dropped too), holds no claim.
+    return deleted + _delete_matching(repository, source, values)
 
 
 def _block(repository: LeadRepository, source: SourceConfig, twin: str, erasure_id: ObjectId,
@@ -179,15 +189,17 @@ def _block(repository: LeadRepository, source: SourceConfig, twin: str, erasure_
     raise ContentionError("leads of the erased consumer kept being re-created")
 
 
-def _delete_matching(repository: LeadRepository, source: SourceConfig, field: str, value: str) -> int:
-    """Delete the source's leads whose ``field`` is ``value``: a scan of the source's range of
-    the claims index (hinted: SecantusDB's planner would scan the collection)."""
+def _delete_matching(repository: LeadRepository, source: SourceConfig, values: Mapping[str, str]) -> int:
+    """Delete the source's leads holding any of ``values`` (field -> value): one scan of the
+    source's range of the claims index (hinted: SecantusDB's planner would scan the collection),
+    whatever the number of values."""
     leads = repository.leads
-    found = leads.find({"source_id": source.id, field: value}, {"_id": 1}).hint(CLAIMS_INDEX)
+    matches = {"$or": [{field: value} for field, value in values.items()]}
+    found = leads.find({"source_id": source.id, **matches}, {"_id": 1}).hint(CLAIMS_INDEX)
     ids = list(dict.fromkeys(doc["_id"] for doc in found))
     if not ids:
         return 0
-    return int(leads.delete_many({"_id": {"$in": ids}, "source_id": source.id, field: value}).deleted_count)
+    return int(leads.delete_many({"_id": {"$in": ids}, "source_id": source.id, **matches}).deleted_count)
 
 
 def unblocked_values(source: SourceConfig, lead: ValidLead) -> dict[str, str]:
