@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -49,10 +49,20 @@ from bson import ObjectId
 from pymongo import ASCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from .mongo import acknowledged, parse_object_id, stored_time
-from .repository import CLAIMS_INDEX, ERASED_KIND, HOLD_KIND, LeadRepository, dedupe_claim, hold_twin, value_sha256
+from .repository import (
+    CLAIMS_INDEX,
+    DUPLICATE_KEY,
+    ERASED_KIND,
+    HOLD_KIND,
+    LeadRepository,
+    dedupe_claim,
+    hashed_claim,
+    hold_twin,
+    value_sha256,
+)
 from .schemas import ValidLead, ping_values, schema_for
 from .settings import Settings, utc_now
 from .sources import SourceConfig
@@ -66,6 +76,8 @@ ERASABLE_FIELDS = ("email", "mobile")
 ERASURE_KEYS_INDEX = "pingtree_erasure_keys"
 #: A block that keeps meeting re-created leads is tried this often before giving up (503-like).
 MAX_BLOCK_ATTEMPTS = 100
+#: Blocks a source that starts deduplicating on a field gets per insert command.
+BLOCK_BATCH = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,33 +172,97 @@ def erase_from_source(
     deleted = 0
     for field, value in values.items():
         if field in source.dedupe_fields:
-            deleted += _block(repository, source, hold_twin(dedupe_claim(source.id, field, value)), erasure_id, now)
+            deleted += _block(repository, source.id, hold_twin(dedupe_claim(source.id, field, value)), erasure_id, now)
     # Always, whatever the source's settings now: a lead stored before the source deduplicated on
     # a field, or whose claim a window released (a window since dropped too), holds no claim.
     return deleted + _delete_matching(repository, source, values)
 
 
-def _block(repository: LeadRepository, source: SourceConfig, twin: str, erasure_id: ObjectId,
+def _block(repository: LeadRepository, source_id: ObjectId, twin: str, erasure_id: ObjectId,
            now: datetime) -> int:
-    """Insert the block holding ``twin`` in ``source``, deleting whatever holds it first."""
+    """Insert the block holding ``twin`` in source ``source_id``, deleting whatever holds it first."""
     leads = repository.leads
     deleted = 0
     for _ in range(MAX_BLOCK_ATTEMPTS):
         try:
-            leads.insert_one({"_id": ObjectId(), "source_id": source.id, "kind": ERASED_KIND, "claims": [twin],
-                              "erasure_id": erasure_id, "created_at": now})
+            leads.insert_one(_block_document(source_id, twin, erasure_id, now))
             return deleted
         except DuplicateKeyError:
             pass  # a lead, a hold, or an earlier erasure's block holds the value
-        holder = leads.find_one({"source_id": source.id, "claims": twin}, {"kind": 1})
+        holder = leads.find_one({"source_id": source_id, "claims": twin}, {"kind": 1})
         if holder is None:
             continue  # removed meanwhile: insert again
         if holder.get("kind") == ERASED_KIND:
             return deleted  # already blocked (a repeated erasure)
-        gone = leads.delete_one({"_id": holder["_id"], "source_id": source.id}).deleted_count
+        gone = leads.delete_one({"_id": holder["_id"], "source_id": source_id}).deleted_count
         if holder.get("kind") != HOLD_KIND:
             deleted += gone
     raise ContentionError("leads of the erased consumer kept being re-created")
+
+
+def _block_document(source_id: ObjectId, twin: str, erasure_id: ObjectId, now: datetime) -> dict[str, Any]:
+    return {"_id": ObjectId(), "source_id": source_id, "kind": ERASED_KIND, "claims": [twin],
+            "erasure_id": erasure_id, "created_at": now}
+
+
+def block_erased_values(
+    database: Database[Any],
+    source_id: ObjectId,
+    dedupe_fields: Iterable[str],
+    *,
+    leads_collection: str = Settings.leads_collection,
+    erasures_collection: str = Settings.erasures_collection,
+    clock: Callable[[], datetime] = utc_now,
+) -> int:
+    """Write a source's blocks for every erased value of the erasable fields it deduplicates on
+    (``create_source``, and ``update_source`` given ``dedupe_fields``, call it *after* writing the
+    source): a source that starts deduplicating on email or mobile holds no claim for a
+    consumer erased before, so without its blocks a post of them would be accepted.
+
+    Idempotent (a block that stands is left; a lead or a hold holding its claim is deleted, as
+    an erasure does); returns the number of leads deleted.  Costs: one indexed read of the
+    erasure records per erasable field (none for a source deduplicating on neither), then
+    one ``insert_many`` per 1,000 blocks, plus one read for the blocks already standing;
+    nothing is written when there is no erasure record.
+    """
+    fields = [field for field in ERASABLE_FIELDS if field in set(dedupe_fields)]
+    if not fields:
+        return 0
+    records = erasure_records(database, erasures_collection)
+    twins: dict[str, ObjectId] = {}  # twin -> the first erasure record of its value
+    for field in fields:
+        # The field's range of the multikey ``keys`` index: "<field>:" up to "<field>;".
+        query = {"keys": {"$gte": f"{field}:", "$lt": f"{field};"}}
+        for record in records.find(query, {"keys": 1}).sort("_id", ASCENDING):
+            for key in record.get("keys") or ():
+                if isinstance(key, str) and key.startswith(f"{field}:"):
+                    twin = hold_twin(hashed_claim(source_id, field, key.split(":", 1)[1]))
+                    twins.setdefault(twin, record["_id"])
+    if not twins:
+        return 0
+    repository = LeadRepository(database, leads_collection)
+    repository.ensure_indexes()
+    now = stored_time(clock())
+    pending = list(twins)
+    refused: list[str] = []
+    for start in range(0, len(pending), BLOCK_BATCH):
+        batch = pending[start:start + BLOCK_BATCH]
+        try:
+            repository.leads.insert_many([_block_document(source_id, twin, twins[twin], now) for twin in batch],
+                                         ordered=False)
+        except BulkWriteError as exc:
+            details = exc.details or {}
+            errors = details.get("writeErrors") or []
+            if details.get("writeConcernErrors") or any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            refused.extend(batch[e["index"]] for e in errors)
+    if not refused:
+        return 0
+    standing = {claim for doc in repository.leads.find({"source_id": source_id, "claims": {"$in": refused},
+                                                        "kind": ERASED_KIND}, {"claims": 1})
+                for claim in doc.get("claims") or ()}
+    # A lead or a hold holds the claim (stored under the new settings before this ran): as an erasure.
+    return sum(_block(repository, source_id, twin, twins[twin], now) for twin in refused if twin not in standing)
 
 
 def _delete_matching(repository: LeadRepository, source: SourceConfig, values: Mapping[str, str]) -> int:
