@@ -140,8 +140,8 @@ def erase_consumer(
     (module docstring).  Returns the counts per source.  Idempotent; safe while the
     endpoint runs.  Costs: one insert and one update of the record, one read of the
     sources, per source and deduplicated value one insert (plus a find and a delete per
-    lead or hold met), per value not deduplicated (or a windowed source) one scan of the
-    source's index keys.
+    lead or hold met), and per source one scan of its range of the claims index that reads
+    each of its leads (whatever it deduplicates on: module docstring, step 3).
     """
     values = canonical_values(email, mobile)
     repository = LeadRepository(database, leads_collection)
