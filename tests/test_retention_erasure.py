@@ -527,3 +527,32 @@ def test_a_post_meeting_an_erasure_under_way_is_suppressed_not_a_duplicate(datab
     database["erasures"].insert_one({"keys": [f"email:{sha('keep8@example.com')}"], "erased_at": clock.now,
                                      "completed_at": None})
     assert assert_envelope(p.post({**kept, "first_name": "Other"}), 409) is not None
+
+
+def test_provisioning_blocks_through_the_app_s_collections_and_an_index(
+    monitored: tuple[Any, CommandLog],  # noqa: F811
+) -> None:
+    db, log = monitored
+    app = Flask("cli")
+    names = {"leads_collection": "my_leads", "erasures_collection": "my_erasures"}
+    PingtreeLeads().init_app(app, database=db, **names)
+    erase_consumer(db, email="u9@example.com", mobile="5559990009", **names)
+    runner = app.test_cli_runner()
+    made = runner.invoke(args=["pingtree-leads", "create-source", "Later", "--dedupe", "email"])
+    assert made.exit_code == 0, made.output
+    source_id = made.output.split()[1]
+    changed = runner.invoke(args=["pingtree-leads", "update-source", source_id, "--dedupe", "email,mobile"])
+    assert changed.exit_code == 0, changed.output
+    blocks = sorted(b["claims"][0].split(":")[0] for b in db["my_leads"].find({"kind": "erased"}))
+    assert blocks == ["~email", "~mobile"] and "leads" not in db.list_collection_names()
+    finds = [cmd for name, cmd in log.commands if name == "find" and cmd["find"] == "my_erasures"]
+    assert finds
+    for cmd in finds:
+        plan = db.command("explain", {"find": "my_erasures", "filter": cmd["filter"]}, verbosity="queryPlanner")
+        text = repr(plan["queryPlanner"]["winningPlan"])
+        assert "IXSCAN" in text and "COLLSCAN" not in text, cmd["filter"]
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {made.output.split()[4]}"}
+    for body in (lead(email="u9@example.com"), lead(mobile="5559990009")):
+        answer = client.post(f"/api/lead/create/{source_id}", json=body, headers=headers)
+        assert assert_envelope(answer, 201)["lead_status"] == "suppressed"
