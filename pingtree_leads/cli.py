@@ -138,6 +138,12 @@ def provisioning() -> dict[str, Any]:
     return {"sources_collection": settings.sources_collection, "clock": settings.clock}
 
 
+def erasure_collections() -> dict[str, Any]:
+    """Where ``create_source``/``update_source`` write an erased consumer's blocks from."""
+    settings = runtime().settings
+    return {"leads_collection": settings.leads_collection, "erasures_collection": settings.erasures_collection}
+
+
 def source_or_fail(source_id: str) -> SourceConfig:
     oid = parse_object_id(source_id)
     source = runtime().sources.get(oid) if oid is not None else None
@@ -187,7 +193,7 @@ def create_source_command(
         retention_days=retention_days,
         require_any_of=_names(tuple(n.lower() for n in require_any_of), tuple(EVIDENCE), "--require-any-of"),
         require_trusted_form_host=require_trusted_form_host,
-        caps=_caps(cap),
+        caps=_caps(cap), **erasure_collections(),
     )
     click.echo(f"id:      {created.id}")
     click.echo(f"api key: {created.api_key}")
@@ -273,7 +279,7 @@ def update_source_command(
     if not changes:
         raise click.UsageError("nothing to change: give at least one option")
     update_source(runtime().database, source_or_fail(source_id).id, **changes, **provisioning(),
-                  leads_collection=runtime().settings.leads_collection)
+                  **erasure_collections())
     click.echo(f"{source_id}: updated {', '.join(sorted(changes))}")
 
 

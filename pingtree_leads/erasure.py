@@ -13,13 +13,25 @@ The order makes it race-safe without a read-then-write check:
    the same claim) and the block inserted again, until it stands.  From then on the index
    itself refuses every lead and hold of the value: a post is ``suppressed``.  A default
    source (dedupe on email and mobile) thus pays nothing new per lead.
-3. For each value the source does *not* deduplicate on (no claim to block), and for leads
-   of a windowed source whose claims were released, the source's leads are scanned (the
-   ``source_id`` prefix of the claims index; cost: the source's index keys) and deleted.
-   A post to such a source reads the erasure records *after* its insert
-   (``erased_after_store``) and deletes its own lead if the consumer was erased: of the
-   erasure (record, then scan) and the post (insert, then read), whichever comes second
-   sees the other's write, so the lead never survives both.
+3. For every source and every erased value, whatever the source deduplicates on *now*, the
+   source's leads holding the value are found by a scan and deleted: a lead stored before the
+   source deduplicated on the field, or whose claim a dedupe window released (also a window
+   since dropped), holds no claim for a block to meet.  The scan walks the ``source_id``
+   prefix of the claims index (hinted: SecantusDB's planner would scan the collection) and
+   reads each of the source's leads: an erasure costs about one pass over the leads
+   collection, whatever the sources' settings (docs/operations.md "Erasure").
+   A post to a source that does not deduplicate on the value reads the erasure records
+   before its insert (so a post meeting an erasure under way is ``suppressed``, never a
+   ``duplicate`` of a lead about to go) and again *after* it (``erased_after_store``),
+   deleting its own lead if the consumer was erased: of the erasure (record, then scan) and
+   the post (insert, then read), whichever comes second sees the other's write, so the lead
+   never survives both.
+4. A source that starts deduplicating on email or mobile later (``create_source``,
+   ``update_source``) gets the blocks of every erasure record's value of that field then
+   (``block_erased_values``): the block's claim is computed from the record's SHA-256, as a
+   hashed pre-ping's is.  Provisioning writes the source first and reads the records after;
+   an erasure writes its record first and reads the sources after: whichever comes second
+   sees the other's write, so the block exists once both are done.
 
 Idempotent: a second erasure finds the blocks standing and nothing to delete (it is still
 recorded: the records are the log of requests).  Nothing here logs or returns a value.
@@ -29,7 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -37,10 +49,20 @@ from bson import ObjectId
 from pymongo import ASCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from .mongo import acknowledged, parse_object_id, stored_time
-from .repository import CLAIMS_INDEX, ERASED_KIND, HOLD_KIND, LeadRepository, dedupe_claim, hold_twin, value_sha256
+from .repository import (
+    CLAIMS_INDEX,
+    DUPLICATE_KEY,
+    ERASED_KIND,
+    HOLD_KIND,
+    LeadRepository,
+    dedupe_claim,
+    hashed_claim,
+    hold_twin,
+    value_sha256,
+)
 from .schemas import ValidLead, ping_values, schema_for
 from .settings import Settings, utc_now
 from .sources import SourceConfig
@@ -54,6 +76,8 @@ ERASABLE_FIELDS = ("email", "mobile")
 ERASURE_KEYS_INDEX = "pingtree_erasure_keys"
 #: A block that keeps meeting re-created leads is tried this often before giving up (503-like).
 MAX_BLOCK_ATTEMPTS = 100
+#: Blocks a source that starts deduplicating on a field gets per insert command.
+BLOCK_BATCH = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,8 +140,8 @@ def erase_consumer(
     (module docstring).  Returns the counts per source.  Idempotent; safe while the
     endpoint runs.  Costs: one insert and one update of the record, one read of the
     sources, per source and deduplicated value one insert (plus a find and a delete per
-    lead or hold met), per value not deduplicated (or a windowed source) one scan of the
-    source's index keys.
+    lead or hold met), and per source one scan of its range of the claims index that reads
+    each of its leads (whatever it deduplicates on: module docstring, step 3).
     """
     values = canonical_values(email, mobile)
     repository = LeadRepository(database, leads_collection)
@@ -148,46 +172,110 @@ def erase_from_source(
     deleted = 0
     for field, value in values.items():
         if field in source.dedupe_fields:
-            deleted += _block(repository, source, hold_twin(dedupe_claim(source.id, field, value)), erasure_id, now)
-            if source.dedupe_window_days is None:
-                continue  # every lead of the value held the claim: the block found them all
-        # No claim to block, or claims a window released: the source's leads of the value.
-        deleted += _delete_matching(repository, source, field, value)
-    return deleted
+            deleted += _block(repository, source.id, hold_twin(dedupe_claim(source.id, field, value)), erasure_id, now)
+    # Always, whatever the source's settings now: a lead stored before the source deduplicated on
+    # a field, or whose claim a window released (a window since dropped too), holds no claim.
+    return deleted + _delete_matching(repository, source, values)
 
 
-def _block(repository: LeadRepository, source: SourceConfig, twin: str, erasure_id: ObjectId,
+def _block(repository: LeadRepository, source_id: ObjectId, twin: str, erasure_id: ObjectId,
            now: datetime) -> int:
-    """Insert the block holding ``twin`` in ``source``, deleting whatever holds it first."""
+    """Insert the block holding ``twin`` in source ``source_id``, deleting whatever holds it first."""
     leads = repository.leads
     deleted = 0
     for _ in range(MAX_BLOCK_ATTEMPTS):
         try:
-            leads.insert_one({"_id": ObjectId(), "source_id": source.id, "kind": ERASED_KIND, "claims": [twin],
-                              "erasure_id": erasure_id, "created_at": now})
+            leads.insert_one(_block_document(source_id, twin, erasure_id, now))
             return deleted
         except DuplicateKeyError:
             pass  # a lead, a hold, or an earlier erasure's block holds the value
-        holder = leads.find_one({"source_id": source.id, "claims": twin}, {"kind": 1})
+        holder = leads.find_one({"source_id": source_id, "claims": twin}, {"kind": 1})
         if holder is None:
             continue  # removed meanwhile: insert again
         if holder.get("kind") == ERASED_KIND:
             return deleted  # already blocked (a repeated erasure)
-        gone = leads.delete_one({"_id": holder["_id"], "source_id": source.id}).deleted_count
+        gone = leads.delete_one({"_id": holder["_id"], "source_id": source_id}).deleted_count
         if holder.get("kind") != HOLD_KIND:
             deleted += gone
     raise ContentionError("leads of the erased consumer kept being re-created")
 
 
-def _delete_matching(repository: LeadRepository, source: SourceConfig, field: str, value: str) -> int:
-    """Delete the source's leads whose ``field`` is ``value``: a scan of the source's range of
-    the claims index (hinted: SecantusDB's planner would scan the collection)."""
+def _block_document(source_id: ObjectId, twin: str, erasure_id: ObjectId, now: datetime) -> dict[str, Any]:
+    return {"_id": ObjectId(), "source_id": source_id, "kind": ERASED_KIND, "claims": [twin],
+            "erasure_id": erasure_id, "created_at": now}
+
+
+def block_erased_values(
+    database: Database[Any],
+    source_id: ObjectId,
+    dedupe_fields: Iterable[str],
+    *,
+    leads_collection: str = Settings.leads_collection,
+    erasures_collection: str = Settings.erasures_collection,
+    clock: Callable[[], datetime] = utc_now,
+) -> int:
+    """Write a source's blocks for every erased value of the erasable fields it deduplicates on
+    (``create_source``, and ``update_source`` given ``dedupe_fields``, call it *after* writing the
+    source): a source that starts deduplicating on email or mobile holds no claim for a
+    consumer erased before, so without its blocks a post of them would be accepted.
+
+    Idempotent (a block that stands is left; a lead or a hold holding its claim is deleted, as
+    an erasure does); returns the number of leads deleted.  Costs: one indexed read of the
+    erasure records per erasable field (none for a source deduplicating on neither), then
+    one ``insert_many`` per 1,000 blocks, plus one read for the blocks already standing;
+    nothing is written when there is no erasure record.
+    """
+    fields = [field for field in ERASABLE_FIELDS if field in set(dedupe_fields)]
+    if not fields:
+        return 0
+    records = erasure_records(database, erasures_collection)
+    twins: dict[str, ObjectId] = {}  # twin -> the first erasure record of its value
+    for field in fields:
+        # The field's range of the multikey ``keys`` index: "<field>:" up to "<field>;".
+        query = {"keys": {"$gte": f"{field}:", "$lt": f"{field};"}}
+        for record in records.find(query, {"keys": 1}).sort("_id", ASCENDING):
+            for key in record.get("keys") or ():
+                if isinstance(key, str) and key.startswith(f"{field}:"):
+                    twin = hold_twin(hashed_claim(source_id, field, key.split(":", 1)[1]))
+                    twins.setdefault(twin, record["_id"])
+    if not twins:
+        return 0
+    repository = LeadRepository(database, leads_collection)
+    repository.ensure_indexes()
+    now = stored_time(clock())
+    pending = list(twins)
+    refused: list[str] = []
+    for start in range(0, len(pending), BLOCK_BATCH):
+        batch = pending[start:start + BLOCK_BATCH]
+        try:
+            repository.leads.insert_many([_block_document(source_id, twin, twins[twin], now) for twin in batch],
+                                         ordered=False)
+        except BulkWriteError as exc:
+            details = exc.details or {}
+            errors = details.get("writeErrors") or []
+            if details.get("writeConcernErrors") or any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            refused.extend(batch[e["index"]] for e in errors)
+    if not refused:
+        return 0
+    standing = {claim for doc in repository.leads.find({"source_id": source_id, "claims": {"$in": refused},
+                                                        "kind": ERASED_KIND}, {"claims": 1})
+                for claim in doc.get("claims") or ()}
+    # A lead or a hold holds the claim (stored under the new settings before this ran): as an erasure.
+    return sum(_block(repository, source_id, twin, twins[twin], now) for twin in refused if twin not in standing)
+
+
+def _delete_matching(repository: LeadRepository, source: SourceConfig, values: Mapping[str, str]) -> int:
+    """Delete the source's leads holding any of ``values`` (field -> value): one scan of the
+    source's range of the claims index (hinted: SecantusDB's planner would scan the collection),
+    whatever the number of values."""
     leads = repository.leads
-    found = leads.find({"source_id": source.id, field: value}, {"_id": 1}).hint(CLAIMS_INDEX)
+    matches = {"$or": [{field: value} for field, value in values.items()]}
+    found = leads.find({"source_id": source.id, **matches}, {"_id": 1}).hint(CLAIMS_INDEX)
     ids = list(dict.fromkeys(doc["_id"] for doc in found))
     if not ids:
         return 0
-    return int(leads.delete_many({"_id": {"$in": ids}, "source_id": source.id, field: value}).deleted_count)
+    return int(leads.delete_many({"_id": {"$in": ids}, "source_id": source.id, **matches}).deleted_count)
 
 
 def unblocked_values(source: SourceConfig, lead: ValidLead) -> dict[str, str]:

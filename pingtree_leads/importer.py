@@ -362,7 +362,7 @@ def _drop_suppressed(
         if not found.intersection(keys[number]):
             kept.append(row)
             continue
-        replay = repository.replay_of(source, lead, txid)
+        replay = repository.replay_of(source, lead, txid, now)
         if replay is not None and replay.lead_status is LeadStatus.ACCEPT:
             summary.counts["already_imported"] += 1
         elif replay is not None:

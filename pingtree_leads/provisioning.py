@@ -15,6 +15,7 @@ from pymongo.database import Database
 from .cap_slots import compact_window
 from .caps import Cap, check_caps
 from .consent import check_require_any_of
+from .erasure import block_erased_values
 from .keys import hash_api_key, new_api_key
 from .mongo import acknowledged, as_utc, parse_object_id
 from .mongo import leads_collection as leads_collection_of
@@ -113,6 +114,8 @@ def create_source(
     require_any_of: Iterable[str] = (),
     require_trusted_form_host: bool = False,
     caps: Iterable[Mapping[str, Any] | Cap] | None = None,
+    leads_collection: str = Settings.leads_collection,
+    erasures_collection: str = Settings.erasures_collection,
 ) -> CreatedSource:
     """Provision a database source, as the Pingtree dashboard does.
 
@@ -132,6 +135,10 @@ def create_source(
     must carry one (``"trusted_form"`` for ``xxTrustedFormCertUrl``, or a consent field name);
     ``require_trusted_form_host`` makes ``xxTrustedFormCertUrl`` valid only on
     ``cert.trustedform.com``.
+
+    A source deduplicating on email or mobile gets the blocks of every consumer erased before
+    (erasure.py, ``block_erased_values``; ``leads_collection``/``erasures_collection`` name
+    where): one read of the erasure records per such field, one insert per 1,000 erasures.
     """
     clean_name = _check_name(name)
     _check_window(dedupe_window_days)
@@ -142,11 +149,13 @@ def create_source(
     key = new_api_key()
     now = clock()
     source_id = ObjectId()
+    required = _check_fields("required_fields", required_fields, REQUIRABLE_FIELDS)
+    dedupe = check_dedupe_fields(dedupe_fields)  # in this order, as before: the first problem is raised
     doc = {
         "_id": source_id,
         "name": clean_name,
-        "required_fields": _check_fields("required_fields", required_fields, REQUIRABLE_FIELDS),
-        "dedupe_fields": check_dedupe_fields(dedupe_fields),
+        "required_fields": required,
+        "dedupe_fields": dedupe,
         "lenient": bool(lenient),
         "require_any_of": check_require_any_of(require_any_of),
         "require_trusted_form_host": bool(require_trusted_form_host),
@@ -162,6 +171,9 @@ def create_source(
     if checked_caps:  # a source without caps stores no field: nothing new for it anywhere
         doc["caps"] = [cap.as_document() for cap in checked_caps]
     acknowledged(database)[sources_collection].insert_one(doc)
+    # -- erasure (contract section 11): blocks for consumers erased before; after the insert --
+    block_erased_values(database, source_id, dedupe, leads_collection=leads_collection,
+                        erasures_collection=erasures_collection, clock=clock)
     return CreatedSource(id=str(source_id), api_key=key, name=clean_name)
 
 
@@ -197,8 +209,9 @@ def update_source(
     lenient: bool = UNCHANGED,
     caps: Iterable[Mapping[str, Any] | Cap] | None = UNCHANGED,
     sources_collection: str = Settings.sources_collection,
-    leads_collection: str = Settings.leads_collection,
     clock: Callable[[], datetime] = utc_now,
+    leads_collection: str = Settings.leads_collection,
+    erasures_collection: str = Settings.erasures_collection,
 ) -> None:
     """Change a source's settings: only the keywords given change, checked as ``create_source``
     checks them (``ValueError``/``TypeError``; nothing changes then); ``LookupError`` if there
@@ -210,6 +223,10 @@ def update_source(
     keep their claims: changing ``dedupe_fields`` affects leads stored from now on.  Every
     source cache of this process forgets the source at once; other processes see the change
     within their source cache time (docs/configuration.md).
+
+    Given ``dedupe_fields``, the source gets (after the change is written) the blocks of every
+    erased consumer for the erasable fields it names, as ``create_source`` does (idempotent: an
+    interrupted call is repaired by calling it again).
     """
     changes: dict[str, Any] = {}
     if name is not UNCHANGED:
@@ -244,6 +261,9 @@ def update_source(
         if CLAIMS_INDEX in leads.index_information():  # without it no lead was ever stored
             for cap in checked:
                 compact_window(leads, CLAIMS_INDEX, query["_id"], cap, clock())
+    if "dedupe_fields" in changes:  # -- erasure (contract section 11): after the change is written --
+        block_erased_values(database, query["_id"], changes["dedupe_fields"], leads_collection=leads_collection,
+                            erasures_collection=erasures_collection, clock=clock)
 
 
 def _source_filter(source_id: str | ObjectId) -> dict[str, Any]:

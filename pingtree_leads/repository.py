@@ -526,12 +526,15 @@ class LeadRepository:
                                                            _LOOKUP_PROJECTION)
         return found
 
-    def replay_of(self, source: SourceConfig, lead: ValidLead, transaction_id: str) -> StoreResult | None:
+    def replay_of(
+        self, source: SourceConfig, lead: ValidLead, transaction_id: str, now: datetime
+    ) -> StoreResult | None:
         """The replay (or 409) this lead would be, from the stored lead of its transaction id
         (one indexed read), or None when there is none: what decides a lead refused before
-        storage (suppressed), as replays are decided before any other rule."""
+        storage (suppressed), as replays are decided before any other rule.  A lead past its
+        retention at ``now`` is none (as everywhere: it counts for nothing, fetch cannot find it)."""
         found = self._holder(source, transaction_claim(transaction_id))
-        if found is None or found.get("kind") == HOLD_KIND:
+        if found is None or found.get("kind") in (HOLD_KIND, ERASED_KIND) or _lead_expired(found, now):
             return None
         return self._replay(found, {"transaction_id": transaction_id, "fingerprint": fingerprint(lead)})
 

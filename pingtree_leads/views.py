@@ -120,6 +120,8 @@ def create_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
         suppressed = _suppressed(runtime, source, checked, transaction_id, now, test)
         if suppressed is not None:
             return suppressed
+    if _erased_before_storage(runtime, source, checked):  # section 11: a read, only where no block decides
+        return _refused_before_storage(runtime, source, checked, transaction_id, now, test)
     if test:
         result = runtime.repository.predict(source, checked, transaction_id, now, ping_id=ping_id)
     else:
@@ -145,8 +147,17 @@ def _suppressed(
     runtime.suppressions.ensure_ready(runtime.settings.create_indexes)
     if not runtime.suppressions.matching(source.suppression_lists, lead_keys(lead), now):
         return None
+    return _refused_before_storage(runtime, source, lead, transaction_id, now, test)
+
+
+def _refused_before_storage(
+    runtime: LeadsRuntime, source: SourceConfig, lead: ValidLead, transaction_id: str, now: datetime, test: bool,
+) -> Response:
+    """201 ``suppressed`` for a lead refused before storage (a suppression list, an erased consumer),
+    unless it retries a transaction id this source accepted: then its replay (or 409), as replays
+    come before every other rule (one more indexed read, only for a sent transaction id)."""
     if lead.transaction_id is not None:
-        replay = runtime.repository.replay_of(source, lead, transaction_id)
+        replay = runtime.repository.replay_of(source, lead, transaction_id, now)
         if replay is not None:
             logger.info("lead %s source=%s transaction_id=%s lead_id=%s (replay)%s", replay.lead_status, source.id,
                         transaction_id, replay.lead_id, " (test)" if test else "")
@@ -156,19 +167,31 @@ def _suppressed(
     return envelope(201, SUPPRESSED_MESSAGE, data)
 
 
+def _erased_before_storage(runtime: LeadsRuntime, source: SourceConfig, lead: ValidLead) -> bool:
+    """Contract section 11, before storage: is an erasable value of the lead that the source holds
+    no claim for (so no block can refuse it) erased?  One read of the erasure records, none when
+    every erasable value is a dedupe claim (a default source) or the host allows posts after
+    erasure.  So a post meeting an erasure under way is ``suppressed``, never a ``duplicate`` of
+    a lead about to be erased; the read after the insert (``_erasure_check``) stays for the race."""
+    values = unblocked_values(source, lead)
+    if not values or runtime.settings.allow_after_erasure:
+        return False
+    return is_erased(runtime.database, values, runtime.settings.erasures_collection)
+
+
 def _erasure_check(
     runtime: LeadsRuntime, source: SourceConfig, lead: ValidLead, result: StoreResult, test: bool
 ) -> StoreResult:
-    """Contract section 11: a new lead with an erased value the source holds no claim for (so no
-    block refused it) is taken back (a test only reads).  Costs nothing when every erasable
-    value of the lead is a dedupe claim (a default source): blocks in the claims index decide."""
-    if result.lead_status is not LeadStatus.ACCEPT or result.replayed or runtime.settings.allow_after_erasure:
+    """Contract section 11, after storage: a new lead with an erased value the source holds no
+    claim for (so no block refused it) is taken back: of an erasure (record, then scan) and this
+    post (insert, then this read), whichever comes second sees the other's write.  A test stores
+    nothing (``_erased_before_storage`` read for it).  Costs nothing when every erasable value of
+    the lead is a dedupe claim (a default source): blocks in the claims index decide."""
+    if (test or result.lead_status is not LeadStatus.ACCEPT or result.replayed
+            or runtime.settings.allow_after_erasure):
         return result
-    if test:
-        erased = is_erased(runtime.database, unblocked_values(source, lead), runtime.settings.erasures_collection)
-    else:
-        erased = result.lead_id is not None and erased_after_store(runtime.database, runtime.settings, source,
-                                                                  lead, result.lead_id)
+    erased = result.lead_id is not None and erased_after_store(runtime.database, runtime.settings, source,
+                                                              lead, result.lead_id)
     return StoreResult(LeadStatus.SUPPRESSED, result.transaction_id) if erased else result
 
 

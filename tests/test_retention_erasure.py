@@ -16,7 +16,16 @@ import pytest
 from bson import ObjectId
 from flask import Flask
 
-from pingtree_leads import CreatedSource, PingtreeLeads, create_source, erase_consumer, find_lead, signals
+from pingtree_leads import (
+    CreatedSource,
+    PingtreeLeads,
+    create_source,
+    erase_consumer,
+    find_lead,
+    signals,
+    suppress,
+    update_source,
+)
 from pingtree_leads.errors import SUPPRESSED_MESSAGE
 from pingtree_leads.mongo import as_utc
 from pingtree_leads.repository import LEAD_EXPIRY_INDEX, LEAD_INDEXES
@@ -298,9 +307,14 @@ def test_a_default_source_pays_nothing_new(monitored: tuple[Any, CommandLog]) ->
     assert assert_envelope(r.post(lead()), 201)["lead_status"] == "accept"
     assert [name for name, _ in log.commands] == ["insert", "insert"]
     log.commands.clear()
-    # A source that holds no mobile claim reads the erasure records once, after its insert.
+    # A source that holds no mobile claim reads the erasure records before its insert and after it.
     assert assert_envelope(e.post(lead()), 201)["lead_status"] == "accept"
-    assert [(name, cmd.get(name)) for name, cmd in log.commands] == [("insert", "leads"), ("find", "erasures")]
+    assert [(name, cmd.get(name)) for name, cmd in log.commands] == [
+        ("find", "erasures"), ("insert", "leads"), ("find", "erasures")]
+    log.commands.clear()
+    # An erased consumer there is refused by the first read: nothing is written.
+    assert assert_envelope(e.post(lead(mobile="5550000000")), 201)["lead_status"] == "suppressed"
+    assert [(name, cmd.get(name)) for name, cmd in log.commands] == [("find", "erasures")]
     log.commands.clear()
     assert assert_envelope(d.post(lead(email="someone@example.com")), 201)["lead_status"] == "suppressed"
     assert [name for name, _ in log.commands] == ["insert", "find"]  # the block is read to tell it from a lead
@@ -401,3 +415,144 @@ def test_suppressed_examples_of_the_document_are_real_answers(database: Any, clo
     assert answer.get_json() == created["examples"]["suppressed"]["value"]
     ping = app.test_client().post(f"/api/lead/ping/{src.id}", json={"email": EMAIL}, headers=p.headers)
     assert ping.get_json() == pinged["examples"]["suppressed"]["value"]
+
+
+# -- defects a hostile tester found ------------------------------------------------------------------
+
+
+def test_erasure_deletes_a_lead_stored_before_its_source_deduplicated_on_the_value(
+    database: Any, clock: FakeClock
+) -> None:
+    src = create_source(database, "s", dedupe_fields=[], clock=clock)
+    p = Poster(make_app(database, clock=clock).test_client(), database, src)
+    assert assert_envelope(p.post(lead(email="u1@example.com")), 201)["lead_status"] == "accept"
+    update_source(database, src.id, dedupe_fields=["email", "mobile"], clock=clock)
+    report = erase_consumer(database, email="u1@example.com", clock=clock)
+    assert report.removed == {src.id: 1}
+    assert database["leads"].count_documents({"email": "u1@example.com"}) == 0
+
+
+def test_erasure_deletes_a_lead_whose_claims_a_window_released_before_the_window_was_dropped(
+    database: Any, clock: FakeClock
+) -> None:
+    src = create_source(database, "w", dedupe_fields=["email"], dedupe_window_days=1, clock=clock)
+    p = Poster(make_app(database, clock=clock).test_client(), database, src)
+    assert assert_envelope(p.post(lead(email="u5@example.com")), 201)["lead_status"] == "accept"
+    clock.advance(days=3)
+    assert assert_envelope(p.post(lead(email="u5@example.com")), 201)["lead_status"] == "accept"  # A released
+    update_source(database, src.id, dedupe_window_days=None, clock=clock)
+    report = erase_consumer(database, email="u5@example.com", clock=clock)
+    assert report.removed == {src.id: 2}
+    assert database["leads"].count_documents({"email": "u5@example.com"}) == 0
+
+
+def test_a_source_that_starts_deduplicating_on_an_erased_value_still_refuses_it(
+    database: Any, clock: FakeClock
+) -> None:
+    s = create_source(database, "s2", dedupe_fields=["mobile"], clock=clock)
+    app = make_app(database, clock=clock)
+    p = Poster(app.test_client(), database, s)
+    erase_consumer(database, email="u2@example.com", clock=clock)
+    erase_consumer(database, mobile="5557654321", clock=clock)
+    assert assert_envelope(p.post(lead(email="u2@example.com")), 201)["lead_status"] == "suppressed"
+    update_source(database, s.id, dedupe_fields=["email", "mobile"], clock=clock)
+    answer = assert_envelope(p.post(lead(email="u2@example.com", mobile="5550001111")), 201)
+    assert answer["lead_status"] == "suppressed"
+    # Again (idempotent: the blocks stand, nothing more is written).
+    update_source(database, s.id, dedupe_fields=["mobile", "email"], clock=clock)
+    later = create_source(database, "later", clock=clock)  # created after the erasures: default dedupe
+    q = Poster(app.test_client(), database, later)
+    for poster in (p, q):
+        for body in (lead(email="U2@example.com"), lead(mobile="5557654321")):
+            assert assert_envelope(poster.post(body), 201)["lead_status"] == "suppressed", poster.source.name
+        url = f"/api/lead/ping/{poster.source.id}"
+        for ping in ({"email": "u2@example.com", "hold_seconds": 60}, {"email_sha256": sha("u2@example.com")},
+                     {"mobile": "5557654321", "hold_seconds": 30}):
+            answer = assert_envelope(app.test_client().post(url, json=ping, headers=poster.headers), 200)
+            assert answer == {"lead_status": "suppressed"}, (poster.source.name, ping)
+    assert database["leads"].count_documents({"$or": [{"email": "u2@example.com"}, {"mobile": "5557654321"}]}) == 0
+    blocks = Counter((str(b["source_id"]), b["claims"][0].split(":")[0])
+                     for b in database["leads"].find({"kind": "erased"}))
+    assert blocks == {(s.id, "~mobile"): 1, (s.id, "~email"): 1, (later.id, "~email"): 1, (later.id, "~mobile"): 1}
+    # Another consumer is decided as ever.
+    assert assert_envelope(q.post(lead(email="fresh2@example.com")), 201)["lead_status"] == "accept"
+
+
+def test_a_new_block_deletes_a_lead_of_the_consumer_that_holds_its_claim(database: Any, clock: FakeClock) -> None:
+    """A lead stored under the new settings before the blocks are written (a race with update_source,
+    here: a host that lets the consumer back) is deleted when the block goes in."""
+    s = create_source(database, "s3", dedupe_fields=["email"], clock=clock)
+    erase_consumer(database, email="u3@example.com", clock=clock)
+    allowing = make_app(database, clock=clock, allow_after_erasure=True)
+    p = Poster(allowing.test_client(), database, s)
+    assert assert_envelope(p.post(lead(email="u3@example.com")), 201)["lead_status"] == "accept"  # took it over
+    update_source(database, s.id, dedupe_fields=["email", "mobile"], clock=clock)
+    assert database["leads"].count_documents({"email": "u3@example.com"}) == 0
+    assert database["leads"].count_documents({"kind": "erased", "source_id": ObjectId(s.id)}) == 1
+
+
+def test_a_suppressed_post_is_no_replay_of_an_expired_lead(database: Any, clock: FakeClock) -> None:
+    src = create_source(database, "r", retention_days=1, suppression_lists=["L"], clock=clock)
+    app = make_app(database, clock=clock, allow_fetch=True)
+    p = Poster(app.test_client(), database, src)
+    body = lead(email="d6@example.com", transaction_id="T7")
+    first = assert_envelope(p.post(body), 201)
+    assert first["lead_status"] == "accept"
+    clock.advance(days=1, seconds=1)  # expired; the TTL monitor (real clock) has not removed it
+    suppress(database, "L", emails=["d6@example.com"], now=clock())
+    again = assert_envelope(p.post(body), 201)
+    assert again == {"lead_status": "suppressed", "transaction_id": "T7"}
+    fetched = app.test_client().get(f"/api/lead/fetch/{src.id}", query_string={"lead_id": first["lead_id"]},
+                                    headers=p.headers)
+    assert_envelope(fetched, 404)
+
+
+def test_a_post_meeting_an_erasure_under_way_is_suppressed_not_a_duplicate(database: Any, clock: FakeClock) -> None:
+    """The erasure's record is written, its scan has not reached the source yet (or a racing post
+    stored the lead and has not read the records yet): a post of the consumer is ``suppressed``,
+    never a ``duplicate`` of the lead about to go."""
+    src = create_source(database, "m", dedupe_fields=["mobile"], clock=clock)
+    app = make_app(database, clock=clock)
+    p = Poster(app.test_client(), database, src)
+    assert assert_envelope(p.post(lead(email="u8@example.com", mobile="5551112222")), 201)["lead_status"] == "accept"
+    database["erasures"].insert_one({"keys": [f"email:{sha('u8@example.com')}"], "erased_at": clock.now,
+                                     "completed_at": None})
+    duplicates: list[Any] = []
+    signals.lead_duplicate.connect(lambda sender, **kw: duplicates.append(kw), app, weak=False)
+    answer = assert_envelope(p.post(lead(email="u8@example.com", mobile="5551112222")), 201)
+    assert answer["lead_status"] == "suppressed" and duplicates == []
+    # A retry of a transaction id this source accepted is still its replay (replays come first).
+    kept = lead(email="keep8@example.com", transaction_id="T8")
+    assert_envelope(p.post(kept), 201)
+    database["erasures"].insert_one({"keys": [f"email:{sha('keep8@example.com')}"], "erased_at": clock.now,
+                                     "completed_at": None})
+    assert assert_envelope(p.post({**kept, "first_name": "Other"}), 409) is not None
+
+
+def test_provisioning_blocks_through_the_app_s_collections_and_an_index(
+    monitored: tuple[Any, CommandLog],  # noqa: F811
+) -> None:
+    db, log = monitored
+    app = Flask("cli")
+    names = {"leads_collection": "my_leads", "erasures_collection": "my_erasures"}
+    PingtreeLeads().init_app(app, database=db, **names)
+    erase_consumer(db, email="u9@example.com", mobile="5559990009", **names)
+    runner = app.test_cli_runner()
+    made = runner.invoke(args=["pingtree-leads", "create-source", "Later", "--dedupe", "email"])
+    assert made.exit_code == 0, made.output
+    source_id = made.output.split()[1]
+    changed = runner.invoke(args=["pingtree-leads", "update-source", source_id, "--dedupe", "email,mobile"])
+    assert changed.exit_code == 0, changed.output
+    blocks = sorted(b["claims"][0].split(":")[0] for b in db["my_leads"].find({"kind": "erased"}))
+    assert blocks == ["~email", "~mobile"] and "leads" not in db.list_collection_names()
+    finds = [cmd for name, cmd in log.commands if name == "find" and cmd["find"] == "my_erasures"]
+    assert finds
+    for cmd in finds:
+        plan = db.command("explain", {"find": "my_erasures", "filter": cmd["filter"]}, verbosity="queryPlanner")
+        text = repr(plan["queryPlanner"]["winningPlan"])
+        assert "IXSCAN" in text and "COLLSCAN" not in text, cmd["filter"]
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {made.output.split()[4]}"}
+    for body in (lead(email="u9@example.com"), lead(mobile="5559990009")):
+        answer = client.post(f"/api/lead/create/{source_id}", json=body, headers=headers)
+        assert assert_envelope(answer, 201)["lead_status"] == "suppressed"
