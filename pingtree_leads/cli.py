@@ -218,6 +218,8 @@ def list_sources() -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         click.echo("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]]))
+
+
 def _cap_use(doc: dict[str, Any]) -> str:
     """Each cap's use in its current window, ``312/500 day`` (one read per cap), or ``-``."""
     caps = caps_from_document(doc.get("caps"))
@@ -229,7 +231,7 @@ def _cap_use(doc: dict[str, Any]) -> str:
     uses = []
     for cap in caps:
         start, _ = cap.window(now)
-        used = sum(1 for n in rt.repository.cap_slots.used(source, cap, start) if n < cap.max)
+        used = len(rt.repository.cap_slots.used(source, cap, start))  # every lead of the window counts
         zone = "" if cap.tz == "UTC" else f"@{cap.tz}"
         uses.append(f"{used}/{cap.max} {cap.per}{zone}")
     return ",".join(uses)
