@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pymongo
 import pytest
 from bson import ObjectId
 from flask import Flask
@@ -22,7 +20,7 @@ from pingtree_leads import Cap, CreatedSource, PingtreeLeads, create_source, upd
 from pingtree_leads.caps import cap_window, check_caps, parse_cap
 
 from .conftest import FakeClock, Poster, assert_envelope, lead, make_app, write_csv
-from .test_storage import CommandLog
+from .test_storage import CommandLog, monitored, server_uri  # noqa: F401  (fixtures)
 
 UTC = timezone.utc
 CHICAGO = ZoneInfo("America/Chicago")
@@ -377,18 +375,9 @@ def test_racing_duplicates_at_the_cap_edge_never_waste_a_slot(real_database: Any
 # -- cost ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def monitored(real_database: Any) -> Iterator[tuple[Any, CommandLog]]:
-    log = CommandLog()
-    client = real_database.client
-    host, port = client.address
-    watched: pymongo.MongoClient[Any] = pymongo.MongoClient(f"mongodb://{host}:{port}", event_listeners=[log],
-                                                            serverSelectionTimeoutMS=5000)
-    yield watched[real_database.name], log
-    watched.close()
-
-
-def test_a_capped_lead_costs_one_insert_once_the_window_is_known(monitored: tuple[Any, CommandLog]) -> None:
+def test_a_capped_lead_costs_one_insert_once_the_window_is_known(
+    monitored: tuple[Any, CommandLog],  # noqa: F811
+) -> None:
     db, log = monitored
     clock = FakeClock(START)
     plain = Poster(make_app(db, clock=clock).test_client(), db, create_source(db, "Plain", clock=clock))

@@ -8,12 +8,10 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pymongo
 import pytest
 from flask import Flask
 
@@ -30,7 +28,7 @@ from pingtree_leads.errors import SUPPRESSED_MESSAGE
 from pingtree_leads.suppression import MAX_SOURCE_LISTS, SUPPRESSION_EXPIRY_INDEX, SUPPRESSION_INDEX
 
 from .conftest import FakeClock, Poster, assert_envelope, lead, make_app, write_csv
-from .test_storage import CommandLog, server_uri  # noqa: F401 - server_uri is a fixture
+from .test_storage import CommandLog, monitored, server_uri  # noqa: F401  (fixtures)
 
 LIST = "dnc-secret-list-name"
 
@@ -289,19 +287,10 @@ def test_the_collection_is_an_option(database: Any, clock: FakeClock) -> None:
 # -- costs ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def watched(server_uri: str) -> Iterator[tuple[Any, CommandLog]]:  # noqa: F811 - the fixture imported above
-    """A database on the real server whose commands are recorded."""
-    log = CommandLog()
-    client = pymongo.MongoClient(server_uri, event_listeners=[log], serverSelectionTimeoutMS=5000)
-    name = f"ptl_suppress_{uuid.uuid4().hex[:10]}"
-    yield client[name], log
-    client.drop_database(name)
-    client.close()
-
-
-def test_one_indexed_read_for_a_source_with_lists_and_none_without(watched: tuple[Any, CommandLog]) -> None:
-    db, log = watched
+def test_one_indexed_read_for_a_source_with_lists_and_none_without(
+    monitored: tuple[Any, CommandLog],  # noqa: F811
+) -> None:
+    db, log = monitored
     app = make_app(db)
     with_lists = Poster(app.test_client(), db, create_source(db, "Lists", suppression_lists=[LIST]))
     without = Poster(app.test_client(), db, create_source(db, "Plain"))
