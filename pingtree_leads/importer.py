@@ -23,6 +23,7 @@ from typing import IO
 from . import lenient, signals
 from .caps import iso_utc
 from .consent import CONSENT_FIELDS
+from .erasure import erased_after_store, is_erased, unblocked_values
 from .errors import MESSAGES, LeadStatus
 from .repository import LeadRepository, StoreResult, UnwrittenLeads, fingerprint, stored_lead_view
 from .schemas import (
@@ -294,6 +295,7 @@ def import_csv(
                 else [repository.predict(source, lead, txid, now, unwritten=unwritten) for lead, txid in leads]
             )
             for (number, values, lead, _), result in zip(batch, results, strict=True):
+                result = _unless_erased(repository, settings, source, lead, result, dry_run=unwritten is not None)
                 if result.lead_status is LeadStatus.ACCEPT:
                     summary.counts["already_imported" if result.replayed else "accepted"] += 1
                     if (notify is not None and not result.replayed and result.lead_id is not None
@@ -306,6 +308,9 @@ def import_csv(
                     if notify is not None:
                         notify(signals.lead_duplicate, source=source.public(), transaction_id=result.transaction_id,
                                matched_on=list(result.matched_on))
+                elif result.lead_status is LeadStatus.SUPPRESSED:
+                    # An erased consumer (contract section 11), as a post is answered: no reason given.
+                    reject(number, values, LeadStatus.SUPPRESSED, "not accepted")
                 elif result.lead_status is LeadStatus.CAPPED and result.retry_at is not None:
                     # Over a cap of the source (caps.py): not stored; a later import may take it.
                     reject(number, values, LeadStatus.CAPPED, f"over the source's cap until {iso_utc(result.retry_at)}")
@@ -374,3 +379,21 @@ def _drop_suppressed(
 
 def _reason(rejection: LeadRejection) -> str:
     return "; ".join(f"{name}: {' '.join(messages)}" for name, messages in rejection.errors.items())
+
+
+def _unless_erased(
+    repository: LeadRepository, settings: Settings, source: SourceConfig, lead: ValidLead, result: StoreResult,
+    *, dry_run: bool,
+) -> StoreResult:
+    """As a post: a new lead with an erased value its source holds no claim for is taken back
+    (after the insert: race-safe against an erasure) and counted ``suppressed``; a dry run only
+    reads.  No read for a source deduplicating on every erasable value it has (a default one)."""
+    if result.lead_status is not LeadStatus.ACCEPT or result.replayed or settings.allow_after_erasure:
+        return result
+    database = repository.leads.database
+    if dry_run:
+        values = unblocked_values(source, lead)
+        erased = bool(values) and is_erased(database, values, settings.erasures_collection)
+    else:
+        erased = result.lead_id is not None and erased_after_store(database, settings, source, lead, result.lead_id)
+    return StoreResult(LeadStatus.SUPPRESSED, result.transaction_id) if erased else result

@@ -556,3 +556,33 @@ def test_provisioning_blocks_through_the_app_s_collections_and_an_index(
     for body in (lead(email="u9@example.com"), lead(mobile="5559990009")):
         answer = client.post(f"/api/lead/create/{source_id}", json=body, headers=headers)
         assert assert_envelope(answer, 201)["lead_status"] == "suppressed"
+
+
+# -- the CSV import meets an erasure as a post does ---------------------------------------------------
+
+
+@pytest.mark.parametrize("dedupe", [["email", "mobile"], []])
+def test_the_import_answers_an_erased_consumer_suppressed_and_stores_nothing(
+    database: Any, tmp_path: Any, dedupe: list[str],
+) -> None:
+    """Found open at the stop of 2026-12-07: a blocked row was reported as a conflict, and a source
+    not deduplicating on email stored the erased consumer's row."""
+    from flask import Flask
+
+    from pingtree_leads import PingtreeLeads, create_source, erase_consumer
+
+    from .conftest import write_csv
+
+    src = create_source(database, "Imported", dedupe_fields=dedupe)
+    erase_consumer(database, email="gone@example.com")
+    app = Flask("import_after_erasure")
+    PingtreeLeads().init_app(app, database=database)
+    path = write_csv(tmp_path / "rows.csv", ["email", "first_name"],
+                     [["gone@example.com", "Gone"], ["kept@example.com", "Kept"]])
+    for extra in (["--dry-run"], []):
+        result = app.test_cli_runner().invoke(args=["pingtree-leads", "import", src.id, str(path), "--json", *extra])
+        assert result.exit_code == 0, result.output
+        counts = json.loads(result.stdout)["counts"]
+        assert counts["suppressed"] == 1 and counts["accepted"] == 1 and counts["conflict"] == 0, extra
+    stored = [doc["email"] for doc in database["leads"].find({"kind": {"$exists": False}})]
+    assert stored == ["kept@example.com"]
