@@ -28,7 +28,7 @@ from pymongo.errors import OperationFailure, PyMongoError
 from . import signals
 from .caps import Cap, caps_from_document, parse_cap
 from .consent import EVIDENCE
-from .erasure import erase_consumer
+from .erasure import ensure_erasure_index, erase_consumer
 from .importer import ImportFileError, ImportSummary, count_rows, import_csv, parse_mapping
 from .migration import migrate_storage
 from .mongo import parse_object_id
@@ -323,14 +323,20 @@ deactivate = click.command("deactivate", help="Switch a source off (it answers 4
 @_friendly_errors
 def ensure_indexes_command() -> None:
     """Create the indexes leads rely on (idempotent)."""
+    rt = runtime()
     try:
-        runtime().repository.ensure_indexes()
+        rt.repository.ensure_indexes()
+        # Also what suppression lists and erasures read by, for create_indexes=False deployments.
+        rt.suppressions.ensure_indexes()
+        ensure_erasure_index(rt.database, rt.settings.erasures_collection)
     except OperationFailure as exc:
         raise click.ClickException(
             f"the server refused to create the indexes (code {exc.code}): an index of the same name with "
             "another shape, or leads that already break a unique rule, must be removed first"
         ) from None
-    click.echo(f"indexes in place on {runtime().repository.leads.full_name}")
+    click.echo(f"indexes in place on {rt.repository.leads.full_name}")
+    click.echo(f"indexes in place on {rt.suppressions.collection.full_name} and "
+               f"{rt.database[rt.settings.erasures_collection].full_name}")
 @click.command("purge-holds")
 @_blueprint_option
 @with_appcontext
