@@ -206,14 +206,15 @@ def list_sources() -> None:
     """List database sources (never their keys)."""
     settings = runtime().settings
     docs = runtime().database[settings.sources_collection].find({}, {"api_keys": 0}).sort("_id", 1)
-    rows = [("ID", "ACTIVE", "REQUIRED", "DEDUPE", "WINDOW", "LENIENT", "CAPS", "NAME")]
+    rows = [("ID", "ACTIVE", "REQUIRED", "DEDUPE", "WINDOW", "LENIENT", "CAPS", "LISTS", "KEEP", "NAME")]
     for doc in docs:
-        window = doc.get("dedupe_window_days")
+        window, keep = doc.get("dedupe_window_days"), doc.get("retention_days")
         rows.append((
             str(doc["_id"]), "yes" if doc.get("is_active", True) else "no",
             ",".join(doc.get("required_fields", [])) or "-", ",".join(doc.get("dedupe_fields", [])) or "-",
             "forever" if window is None else f"{window:g}d", "yes" if doc.get("lenient") else "no",
-            _cap_use(doc), doc.get("name", ""),
+            _cap_use(doc), ",".join(doc.get("suppression_lists", [])) or "-",
+            "forever" if keep is None else f"{keep:g}d", doc.get("name", ""),
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:

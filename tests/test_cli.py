@@ -91,6 +91,14 @@ def test_list_sources_never_shows_keys(cli_app: Flask, database: Any) -> None:
         assert hashlib.sha256(src.api_key.encode()).hexdigest() not in result.output
 
 
+def test_list_sources_shows_suppression_lists_and_retention(cli_app: Flask, database: Any) -> None:
+    create_source(database, "Listed and kept", suppression_lists=["dnc", "complainers"], retention_days=90)
+    lines = run(cli_app, "list-sources").output.splitlines()
+    header, row = lines[0].split(), lines[1].split()
+    assert header[-3:] == ["LISTS", "KEEP", "NAME"]
+    assert row[header.index("LISTS")] == "dnc,complainers" and row[header.index("KEEP")] == "90d"
+
+
 def test_rotate_key_with_grace_and_activation(cli_app: Flask, database: Any) -> None:
     src = create_source(database, "Rotated")
     result = run(cli_app, "rotate-key", src.id, "--grace", "3600")
