@@ -22,7 +22,7 @@ The order makes it race-safe without a read-then-write check:
    collection, whatever the sources' settings (docs/operations.md "Erasure").
    A post to a source that does not deduplicate on the value reads the erasure records
    before its insert (so a post meeting an erasure under way is ``suppressed``, never a
-   ``duplicate`` of a lead about to go) and again *after* it (``erased_after_store``),
+   ``duplicate`` of a lead about to go) and again *after* it (``taken_back_if_erased``),
    deleting its own lead if the consumer was erased: of the erasure (record, then scan) and
    the post (insert, then read), whichever comes second sees the other's write, so the lead
    never survives both.
@@ -51,6 +51,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from .errors import LeadStatus
 from .mongo import acknowledged, parse_object_id, stored_time
 from .repository import (
     CLAIMS_INDEX,
@@ -58,6 +59,7 @@ from .repository import (
     ERASED_KIND,
     HOLD_KIND,
     LeadRepository,
+    StoreResult,
     dedupe_claim,
     hashed_claim,
     hold_twin,
@@ -300,15 +302,28 @@ def any_key_erased(database: Database[Any], keys: list[str], collection: str = S
     return erasure_records(database, collection).find_one(query, {"_id": 1}) is not None
 
 
-def erased_after_store(
-    database: Database[Any], settings: Settings, source: SourceConfig, lead: ValidLead, lead_id: str
-) -> bool:
-    """After a lead was stored: if a value the source does not block was erased, delete the lead
-    (True).  No read for a lead whose erasable values are all claimed (a default source), nor
-    when the host allows posts after erasure."""
+def erased_unblocked(database: Database[Any], settings: Settings, source: SourceConfig, lead: ValidLead) -> bool:
+    """Is an erasable value of the lead that the source holds no claim for (so no block can refuse
+    it) erased?  One read of the erasure records; none when every erasable value is a dedupe
+    claim (a default source) or the host allows posts after erasure.  Read before storage (a
+    post, a test, a dry-run import): what ``taken_back_if_erased`` reads after it."""
     values = unblocked_values(source, lead)
-    if settings.allow_after_erasure or not is_erased(database, values, settings.erasures_collection):
+    if not values or settings.allow_after_erasure:
         return False
-    oid = parse_object_id(lead_id)
+    return is_erased(database, values, settings.erasures_collection)
+
+
+def taken_back_if_erased(
+    database: Database[Any], settings: Settings, source: SourceConfig, lead: ValidLead, result: StoreResult
+) -> StoreResult:
+    """After storage (a post, an import): a new lead with an erased value its source holds no
+    claim for is deleted and answered ``suppressed``.  Of an erasure (record, then scan) and this
+    writer (insert, then this read), whichever comes second sees the other's write.  No read for
+    a replay, a refusal, or a lead whose erasable values are all claimed (a default source)."""
+    if result.lead_status is not LeadStatus.ACCEPT or result.replayed or result.lead_id is None:
+        return result
+    if not erased_unblocked(database, settings, source, lead):
+        return result
+    oid = parse_object_id(result.lead_id)
     acknowledged(database)[settings.leads_collection].delete_one({"_id": oid, "source_id": source.id})
-    return True
+    return StoreResult(LeadStatus.SUPPRESSED, result.transaction_id)

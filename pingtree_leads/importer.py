@@ -23,7 +23,7 @@ from typing import IO
 from . import lenient, signals
 from .caps import iso_utc
 from .consent import CONSENT_FIELDS
-from .erasure import erased_after_store, is_erased, unblocked_values
+from .erasure import erased_unblocked, taken_back_if_erased
 from .errors import MESSAGES, LeadStatus
 from .repository import LeadRepository, StoreResult, UnwrittenLeads, fingerprint, stored_lead_view
 from .schemas import (
@@ -381,19 +381,17 @@ def _reason(rejection: LeadRejection) -> str:
     return "; ".join(f"{name}: {' '.join(messages)}" for name, messages in rejection.errors.items())
 
 
+
 def _unless_erased(
     repository: LeadRepository, settings: Settings, source: SourceConfig, lead: ValidLead, result: StoreResult,
     *, dry_run: bool,
 ) -> StoreResult:
-    """As a post: a new lead with an erased value its source holds no claim for is taken back
-    (after the insert: race-safe against an erasure) and counted ``suppressed``; a dry run only
-    reads.  No read for a source deduplicating on every erasable value it has (a default one)."""
-    if result.lead_status is not LeadStatus.ACCEPT or result.replayed or settings.allow_after_erasure:
-        return result
+    """As a post: a new lead with an erased value its source holds no claim for is taken back and
+    counted ``suppressed``; a dry run, which stored nothing, only reads."""
     database = repository.leads.database
-    if dry_run:
-        values = unblocked_values(source, lead)
-        erased = bool(values) and is_erased(database, values, settings.erasures_collection)
-    else:
-        erased = result.lead_id is not None and erased_after_store(database, settings, source, lead, result.lead_id)
-    return StoreResult(LeadStatus.SUPPRESSED, result.transaction_id) if erased else result
+    if not dry_run:
+        return taken_back_if_erased(database, settings, source, lead, result)
+    if result.lead_status is LeadStatus.ACCEPT and not result.replayed and erased_unblocked(database, settings,
+                                                                                            source, lead):
+        return StoreResult(LeadStatus.SUPPRESSED, result.transaction_id)
+    return result

@@ -19,7 +19,7 @@ from flask import Flask, Response, current_app, request
 
 from . import signals
 from .caps import iso_utc
-from .erasure import ERASABLE_FIELDS, any_key_erased, erased_after_store, is_erased, unblocked_values
+from .erasure import ERASABLE_FIELDS, any_key_erased, erased_unblocked, taken_back_if_erased
 from .errors import (
     ACCEPTED_MESSAGE,
     CAPPED_MESSAGE,
@@ -120,13 +120,16 @@ def create_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
         suppressed = _suppressed(runtime, source, checked, transaction_id, now, test)
         if suppressed is not None:
             return suppressed
-    if _erased_before_storage(runtime, source, checked):  # section 11: a read, only where no block decides
+    # Section 11: a read, only where no block decides; so a post meeting an erasure under way is
+    # suppressed, never a duplicate of a lead about to be erased (the read after the insert stays
+    # for the race; a test stores nothing and needs only this one).
+    if erased_unblocked(runtime.database, settings, source, checked):
         return _refused_before_storage(runtime, source, checked, transaction_id, now, test)
     if test:
         result = runtime.repository.predict(source, checked, transaction_id, now, ping_id=ping_id)
     else:
         result = runtime.repository.store(source, checked, transaction_id, now, ping_id=ping_id)
-    result = _erasure_check(runtime, source, checked, result, test)
+        result = taken_back_if_erased(runtime.database, settings, source, checked, result)
     logger.info(
         "lead %s source=%s transaction_id=%s lead_id=%s%s%s",
         result.lead_status, db_source_id, transaction_id, result.lead_id, " (replay)" if result.replayed else "",
@@ -165,34 +168,6 @@ def _refused_before_storage(
     logger.info("lead suppressed source=%s transaction_id=%s%s", source.id, transaction_id, " (test)" if test else "")
     data = {"lead_status": LeadStatus.SUPPRESSED, "transaction_id": transaction_id, **({"test": True} if test else {})}
     return envelope(201, SUPPRESSED_MESSAGE, data)
-
-
-def _erased_before_storage(runtime: LeadsRuntime, source: SourceConfig, lead: ValidLead) -> bool:
-    """Contract section 11, before storage: is an erasable value of the lead that the source holds
-    no claim for (so no block can refuse it) erased?  One read of the erasure records, none when
-    every erasable value is a dedupe claim (a default source) or the host allows posts after
-    erasure.  So a post meeting an erasure under way is ``suppressed``, never a ``duplicate`` of
-    a lead about to be erased; the read after the insert (``_erasure_check``) stays for the race."""
-    values = unblocked_values(source, lead)
-    if not values or runtime.settings.allow_after_erasure:
-        return False
-    return is_erased(runtime.database, values, runtime.settings.erasures_collection)
-
-
-def _erasure_check(
-    runtime: LeadsRuntime, source: SourceConfig, lead: ValidLead, result: StoreResult, test: bool
-) -> StoreResult:
-    """Contract section 11, after storage: a new lead with an erased value the source holds no
-    claim for (so no block refused it) is taken back: of an erasure (record, then scan) and this
-    post (insert, then this read), whichever comes second sees the other's write.  A test stores
-    nothing (``_erased_before_storage`` read for it).  Costs nothing when every erasable value of
-    the lead is a dedupe claim (a default source): blocks in the claims index decide."""
-    if (test or result.lead_status is not LeadStatus.ACCEPT or result.replayed
-            or runtime.settings.allow_after_erasure):
-        return result
-    erased = result.lead_id is not None and erased_after_store(runtime.database, runtime.settings, source,
-                                                              lead, result.lead_id)
-    return StoreResult(LeadStatus.SUPPRESSED, result.transaction_id) if erased else result
 
 
 def _query_test_values() -> list[Any] | str:
