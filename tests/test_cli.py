@@ -119,7 +119,7 @@ def test_ensure_indexes_and_openapi(cli_app: Flask, database: Any) -> None:
     assert result.exit_code == 0
     assert "pingtree_claims" in database["leads"].index_information()
     # The suppression lists' and the erasure records' indexes too (create_indexes=False deployments).
-    assert "pingtree_suppressions" in database["suppressions"].index_information()
+    assert "pingtree_suppression_expiry" in database["suppressions"].index_information()
     assert "pingtree_erasure_keys" in database["erasures"].index_information()
     result = run(cli_app, "openapi", "--prefix", "/x")
     assert result.exit_code == 0
