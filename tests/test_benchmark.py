@@ -72,17 +72,36 @@ def test_median_of_rounds_is_the_throughput() -> None:
 
 @pytest.mark.parametrize("fill", ["single", "bulk"])
 def test_stored_counts_stay_at_the_size(fill: str) -> None:
-    """What a round stores is deleted after it, so every size is measured at its own count."""
+    """What a round stores for the default source is deleted after it, so every size is measured
+    at its own count; the capped and the listed source keep their leads, as production does."""
     bench = load_benchmark()
     with bench.open_database() as (db, _backend, _pid):
         runner = bench.Bench(db)
         assert runner.fill(150, fill) == 150
         runner.rounds(120)
-        assert db[Settings.leads_collection].count_documents({}) == 150
+        leads = db[Settings.leads_collection]
+        assert leads.count_documents({"source_id": runner.source_id}) == 150
+        by_source = {doc["_id"]: doc["n"] for doc in leads.aggregate(
+            [{"$match": {"source_id": {"$ne": runner.source_id}}}, {"$group": {"_id": "$source_id", "n": {"$sum": 1}}}])}
+        assert sorted(by_source.values()) == [120, 120]  # the capped source's and the listed source's
         for floor in runner.floors.values():
             assert floor.count_documents({}) == 150
         assert all(len(runner.latencies[path]) == 120 for path in bench.PATHS)
         assert all(sum(n for n, _ns in runner.round_ns[path]) == 120 for path in bench.PATHS)
+
+
+def test_a_new_capped_source_takes_over_before_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The capped source keeps its leads, so the script moves to a fresh one before its cap
+    is reached: every capped post stays an ``accept`` (the script raises on any other answer)."""
+    bench = load_benchmark()
+    monkeypatch.setattr(bench, "MAX_CAP_LEADS", 120)
+    with bench.open_database() as (db, _backend, _pid):
+        runner = bench.Bench(db)
+        runner.fill(30, "single")
+        first = runner.capped_url
+        runner.rounds(150)  # rounds of 100 and 50: the second would pass the cap of 120
+        assert runner.capped_url != first and runner.capped_stored == 50
+        assert len(runner.latencies["accept_capped"]) == 150
 
 
 def _index_shapes(info: dict[str, Any], names: Any) -> dict[str, Any]:
@@ -111,7 +130,7 @@ def test_floor_rules_has_the_library_indexes_and_index_fields() -> None:
         covered = {key.split(".", 1)[0] for keys, _options in LEAD_INDEXES.values() for key, _direction in keys}
         for field in covered:
             ours = sorted(repr(doc.get(field)) for doc in runner.floors["floor_rules"].find({}, {field: 1}))
-            theirs = sorted(repr(doc.get(field)) for doc in leads.find({}, {field: 1}))
+            theirs = sorted(repr(doc.get(field)) for doc in leads.find({"source_id": runner.source_id}, {field: 1}))
             assert ours == theirs, field
 
 
