@@ -13,13 +13,13 @@ The order makes it race-safe without a read-then-write check:
    the same claim) and the block inserted again, until it stands.  From then on the index
    itself refuses every lead and hold of the value: a post is ``suppressed``.  A default
    source (dedupe on email and mobile) thus pays nothing new per lead.
-3. For every source and every erased value, whatever the source deduplicates on *now*, the
-   source's leads holding the value are found by a scan and deleted: a lead stored before the
-   source deduplicated on the field, or whose claim a dedupe window released (also a window
-   since dropped), holds no claim for a block to meet.  The scan walks the ``source_id``
-   prefix of the claims index (hinted: SecantusDB's planner would scan the collection) and
-   reads each of the source's leads: an erasure costs about one pass over the leads
-   collection, whatever the sources' settings (docs/operations.md "Erasure").
+3. Then every lead holding an erased value, of any source (a source deleted since
+   included), is found by one scan of the leads collection and deleted, whatever the
+   sources deduplicate on *now*: a lead stored before its source deduplicated on the field,
+   or whose claim a dedupe window released (also a window since dropped), holds no claim
+   for a block to meet.  No index serves it (an index on email or mobile would cost every
+   lead of every source a key), so an erasure costs one pass over the leads collection,
+   not one per source (docs/operations.md "Erasure").
    A post to a source that does not deduplicate on the value reads the erasure records
    before its insert (so a post meeting an erasure under way is ``suppressed``, never a
    ``duplicate`` of a lead about to go) and again *after* it (``taken_back_if_erased``),
@@ -54,7 +54,6 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from .errors import LeadStatus
 from .mongo import acknowledged, parse_object_id, stored_time
 from .repository import (
-    CLAIMS_INDEX,
     DUPLICATE_KEY,
     ERASED_KIND,
     HOLD_KIND,
@@ -138,12 +137,12 @@ def erase_consumer(
 ) -> ErasureReport:
     """Delete every lead of every source holding this email or mobile; block their return.
 
-    The erasure record (no PII) is written first; then each source is blocked or scanned
-    (module docstring).  Returns the counts per source.  Idempotent; safe while the
-    endpoint runs.  Costs: one insert and one update of the record, one read of the
-    sources, per source and deduplicated value one insert (plus a find and a delete per
-    lead or hold met), and per source one scan of its range of the claims index that reads
-    each of its leads (whatever it deduplicates on: module docstring, step 3).
+    The erasure record (no PII) is written first; then each source deduplicating on a value
+    is blocked, then the leads collection is scanned once (module docstring).  Returns the
+    counts per source id.  Idempotent; safe while the endpoint runs.  Costs: one insert and
+    one update of the record, one read of the sources, per source and deduplicated value
+    one insert (plus a find and a delete per lead or hold met), and one scan of the leads
+    collection (plus one delete per source with leads found).
     """
     values = canonical_values(email, mobile)
     repository = LeadRepository(database, leads_collection)
@@ -157,9 +156,13 @@ def erase_consumer(
     sources = acknowledged(database)[sources_collection].find({}, {"api_keys": 0}).sort("_id", ASCENDING)
     for doc in sources:
         source = SourceConfig.from_document(doc)
-        count = erase_from_source(repository, source, values, erasure_id, now)
+        count = _block_source(repository, source, values, erasure_id, now)
         if count:
             removed[str(source.id)] = count
+    # After every block: whatever a source deduplicates on now, a lead may hold no claim.
+    for source_id, count in _delete_matching(repository, values).items():
+        removed[str(source_id)] = removed.get(str(source_id), 0) + count
+    removed = dict(sorted(removed.items()))
     records.update_one({"_id": erasure_id}, {"$set": {
         "removed": [{"source_id": ObjectId(sid), "leads": n} for sid, n in removed.items()],
         "total": sum(removed.values()), "completed_at": stored_time(clock())}})
@@ -167,17 +170,12 @@ def erase_consumer(
     return ErasureReport(str(erasure_id), removed, now)
 
 
-def erase_from_source(
+def _block_source(
     repository: LeadRepository, source: SourceConfig, values: Mapping[str, str], erasure_id: ObjectId, now: datetime
 ) -> int:
-    """Block or scan one source for the erased values; the number of leads deleted."""
-    deleted = 0
-    for field, value in values.items():
-        if field in source.dedupe_fields:
-            deleted += _block(repository, source.id, hold_twin(dedupe_claim(source.id, field, value)), erasure_id, now)
-    # Always, whatever the source's settings now: a lead stored before the source deduplicated on
-    # a field, or whose claim a window released (a window since dropped too), holds no claim.
-    return deleted + _delete_matching(repository, source, values)
+    """Block each erased value the source deduplicates on; the number of leads deleted doing it."""
+    return sum(_block(repository, source.id, hold_twin(dedupe_claim(source.id, field, value)), erasure_id, now)
+               for field, value in values.items() if field in source.dedupe_fields)
 
 
 def _block(repository: LeadRepository, source_id: ObjectId, twin: str, erasure_id: ObjectId,
@@ -267,17 +265,21 @@ def block_erased_values(
     return sum(_block(repository, source_id, twin, twins[twin], now) for twin in refused if twin not in standing)
 
 
-def _delete_matching(repository: LeadRepository, source: SourceConfig, values: Mapping[str, str]) -> int:
-    """Delete the source's leads holding any of ``values`` (field -> value): one scan of the
-    source's range of the claims index (hinted: SecantusDB's planner would scan the collection),
-    whatever the number of values."""
+def _delete_matching(repository: LeadRepository, values: Mapping[str, str]) -> dict[ObjectId, int]:
+    """Delete every lead holding any of ``values`` (field -> value), of any source: one scan of
+    the collection, not hinted (SecantusDB reads a whole index for a hinted find, and no index
+    holds the values), then one delete per source with leads found.  Leads deleted per source."""
     leads = repository.leads
     matches = {"$or": [{field: value} for field, value in values.items()]}
-    found = leads.find({"source_id": source.id, **matches}, {"_id": 1}).hint(CLAIMS_INDEX)
-    ids = list(dict.fromkeys(doc["_id"] for doc in found))
-    if not ids:
-        return 0
-    return int(leads.delete_many({"_id": {"$in": ids}, "source_id": source.id, **matches}).deleted_count)
+    found: dict[ObjectId, list[Any]] = {}
+    for doc in leads.find(matches, {"_id": 1, "source_id": 1}):
+        found.setdefault(doc.get("source_id"), []).append(doc["_id"])
+    deleted: dict[ObjectId, int] = {}
+    for source_id, ids in found.items():
+        for start in range(0, len(ids), BLOCK_BATCH):
+            query = {"_id": {"$in": ids[start:start + BLOCK_BATCH]}, "source_id": source_id, **matches}
+            deleted[source_id] = deleted.get(source_id, 0) + int(leads.delete_many(query).deleted_count)
+    return {source_id: count for source_id, count in deleted.items() if count}
 
 
 def unblocked_values(source: SourceConfig, lead: ValidLead) -> dict[str, str]:

@@ -81,8 +81,9 @@ def test_stored_counts_stay_at_the_size(fill: str) -> None:
         runner.rounds(120)
         leads = db[Settings.leads_collection]
         assert leads.count_documents({"source_id": runner.source_id}) == 150
-        by_source = {doc["_id"]: doc["n"] for doc in leads.aggregate(
-            [{"$match": {"source_id": {"$ne": runner.source_id}}}, {"$group": {"_id": "$source_id", "n": {"$sum": 1}}}])}
+        others = [{"$match": {"source_id": {"$ne": runner.source_id}}},
+                  {"$group": {"_id": "$source_id", "n": {"$sum": 1}}}]
+        by_source = {doc["_id"]: doc["n"] for doc in leads.aggregate(others)}
         assert sorted(by_source.values()) == [120, 120]  # the capped source's and the listed source's
         for floor in runner.floors.values():
             assert floor.count_documents({}) == 150

@@ -320,7 +320,11 @@ def test_a_default_source_pays_nothing_new(monitored: tuple[Any, CommandLog]) ->
     assert [name for name, _ in log.commands] == ["insert", "find"]  # the block is read to tell it from a lead
 
 
-def test_every_erasure_lookup_uses_an_index(monitored: tuple[Any, CommandLog]) -> None:  # noqa: F811
+def test_an_erasure_scans_the_leads_once_and_every_other_lookup_uses_an_index(
+    monitored: tuple[Any, CommandLog],  # noqa: F811
+) -> None:
+    """One pass over the leads collection whatever the number of sources (the values are in no
+    index: one would cost every lead a key); the blocks' and the records' reads are indexed."""
     db, log = monitored
     sources = Sources(db, FakeClock())
     client = make_app(db).test_client()
@@ -332,12 +336,31 @@ def test_every_erasure_lookup_uses_an_index(monitored: tuple[Any, CommandLog]) -
     erase_consumer(db, email=EMAIL, mobile=MOBILE)
     assert_envelope(Poster(client, db, sources.none).post(lead(email=EMAIL)), 201)  # the post's check
     finds = [cmd for name, cmd in log.commands if name == "find" and cmd["find"] in ("leads", "erasures")]
-    assert {cmd["find"] for cmd in finds} == {"leads", "erasures"}
-    for cmd in finds:
+    scans = [cmd for cmd in finds if "$or" in cmd["filter"]]
+    assert len(scans) == 1 and scans[0]["find"] == "leads" and "hint" not in scans[0]
+    assert scans[0]["filter"] == {"$or": [{"email": EMAIL.lower()}, {"mobile": MOBILE}]}
+    lookups = [cmd for cmd in finds if cmd not in scans]
+    assert {cmd["find"] for cmd in lookups} == {"leads", "erasures"}
+    for cmd in lookups:
         query = {"find": cmd["find"], "filter": cmd["filter"], **({"hint": cmd["hint"]} if "hint" in cmd else {})}
         plan = db.command("explain", query, verbosity="queryPlanner")
         text = repr(plan["queryPlanner"]["winningPlan"])
         assert "IXSCAN" in text and "COLLSCAN" not in text, cmd["filter"]
+    deletes = [cmd for name, cmd in log.commands if name == "delete" and cmd["delete"] == "leads"]
+    assert len(deletes) <= len(sources.all()) * 3  # per source: a block's delete per value met, one for the scan
+
+
+def test_an_erasure_also_deletes_the_leads_of_a_source_deleted_since(database: Any, clock: FakeClock) -> None:
+    """A lead whose source document is gone is still the consumer's data: the scan is of the
+    collection, not of the sources' ranges."""
+    sources = Sources(database, clock)
+    client = make_app(database, clock=clock).test_client()
+    assert_envelope(Poster(client, database, sources.none).post(lead(email=EMAIL)), 201)
+    assert_envelope(Poster(client, database, sources.default).post(lead(email=EMAIL)), 201)
+    database["database_sources"].delete_one({"_id": ObjectId(sources.none.id)})
+    report = erase_consumer(database, email=EMAIL, clock=clock)
+    assert report.removed == {sources.default.id: 1, sources.none.id: 1}
+    assert consumer_leads(database) == 0
 
 
 # -- races (wire servers) ----------------------------------------------------------------------------------
