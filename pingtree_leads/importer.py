@@ -106,7 +106,7 @@ ALIASES: dict[str, str] = {
     **dict.fromkeys(("street", "streetaddress", "addr", "address1"), "address"),
     "txid": "transaction_id",
     **{name.lower()[2:]: name for name in TRUSTED_FORM_FIELDS},  # trustedformtoken, ...
-    # Jornaya's own names for its token (its hidden input, and the older universal one).
+    # Jornaya's own names spelt otherwise (`LeadiD-Token`): leadid_token and universal_leadid are aliases.
     **dict.fromkeys(("leadidtoken", "universalleadid"), "jornaya_leadid"),
 }
 _FIELD_NAMES = (*LEAD_FIELDS, "transaction_id", *TRUSTED_FORM_FIELDS, *CONSENT_FIELDS)

@@ -3,7 +3,9 @@
 A sender moving from Pingtree or a peer must not lose leads to cosmetic differences:
 
 * aliases, always on: ``phone`` is ``mobile``, ``zip`` is ``zip_code``, ``dob`` is
-  ``date_of_birth`` (a body with both spellings of one field is refused);
+  ``date_of_birth``, and Jornaya's own names for its token, ``leadid_token`` (its hidden
+  form input) and ``universal_leadid`` (the older one), are ``jornaya_leadid`` (a body with
+  two spellings of one field is refused);
 * a *lenient* source (``create_source(..., lenient=True)``) normalises before the field
   rules run: a US phone number with punctuation, spaces or a leading ``+1``/``1`` becomes
   its 10 digits (Unicode spaces and dashes count as their ASCII forms, in a ZIP+4 too);
@@ -31,7 +33,8 @@ PLUS4_DISAGREES = ("Disagrees with the +4 of the ZIP+4 sent as zip_code: send th
                    "or only one of them.")
 
 #: alias -> field, always on.
-ALIASES: dict[str, str] = {"phone": "mobile", "zip": "zip_code", "dob": "date_of_birth"}
+ALIASES: dict[str, str] = {"phone": "mobile", "zip": "zip_code", "dob": "date_of_birth",
+                           "leadid_token": "jornaya_leadid", "universal_leadid": "jornaya_leadid"}
 
 # Digits, spaces and ( ) . - with an optional leading +: what people write phone numbers with.
 _PHONE = re.compile(r"\+?[0-9 ().\-]{10,24}")
@@ -78,15 +81,21 @@ STATE_ABBREVIATIONS: dict[str, str] = {
 
 
 def apply_aliases(data: dict[str, Any]) -> dict[str, list[str]]:
-    """Rename aliases in place; the problems of a body that sends both spellings."""
+    """Rename aliases in place; the problems of a body that sends two spellings of one field
+    (reported under each alias sent beside the field or beside another alias of it)."""
     problems: dict[str, list[str]] = {}
+    renamed: dict[str, str] = {}  # field -> the alias it was sent as
     for alias, field in ALIASES.items():
         if alias in data:
-            if field in data:
+            if field in renamed:
+                problems[alias] = [f"Sent together with {renamed[field]}, another name for {field}: send one."]
+                del data[alias]
+            elif field in data:
                 problems[alias] = [f"Sent together with {field}, which it is another name for: send one."]
                 del data[alias]
             else:
                 data[field] = data.pop(alias)
+                renamed[field] = alias
     return problems
 
 

@@ -212,6 +212,27 @@ def test_require_any_of_is_missing_field_naming_the_alternatives(
     assert poster.count() == 2
 
 
+def test_jornayas_own_names_are_jornaya_leadid(client: Any, database: Any, evidence_source: Any) -> None:
+    """A sender posting Jornaya's form names (leadid_token, universal_leadid) in any case is not
+    refused by a source requiring jornaya_leadid: they are aliases; two spellings are refused."""
+    poster = Poster(client, database, evidence_source)
+    for n, name in enumerate(("leadid_token", "universal_leadid", "LeadiD_Token", "UNIVERSAL_LEADID")):
+        assert assert_envelope(poster.post(lead(transaction_id=f"j{n}", **{name: JORNAYA})), 201)["lead_status"] == \
+            "accept"
+        doc = database["leads"].find_one({"transaction_id": f"j{n}"})
+        assert doc["consent"] == {"jornaya_leadid": JORNAYA.upper()} and doc["extra"] == {}
+    data = refused(poster, lead(leadid_token=JORNAYA, universal_leadid=JORNAYA), "universal_leadid")
+    assert data["errors"]["universal_leadid"] == [
+        "Sent together with leadid_token, another name for jornaya_leadid: send one."]
+    data = refused(poster, lead(jornaya_leadid=JORNAYA, leadid_token=JORNAYA), "leadid_token")
+    assert data["errors"]["leadid_token"] == [
+        "Sent together with jornaya_leadid, which it is another name for: send one."]
+    refused(poster, lead(leadid_token="nope"), "jornaya_leadid")  # the field's rule
+    # Blank is absent: the other spelling alone counts.
+    assert assert_envelope(poster.post(lead(transaction_id="jb", leadid_token=" ", universal_leadid=JORNAYA)), 201)
+    assert poster.count() == 5
+
+
 def test_require_any_of_with_other_missing_fields(client: Any, database: Any, clock: FakeClock) -> None:
     src = create_source(database, "Strict", required_fields=["email"], require_any_of=["ip_address"], clock=clock)
     poster = Poster(client, database, src)
@@ -301,18 +322,26 @@ def test_import_reads_consent_columns(database: Any, clock: FakeClock, tmp_path:
     PingtreeLeads().init_app(app, database=database, clock=clock)
     src = create_source(database, "Imported", require_any_of=["jornaya_leadid"], clock=clock)
     path = write_csv(tmp_path / "leads.csv",
-                     ["email", "IP_Address", "user_agent", "consent_at", "Jornaya_LeadID", "leadid_token"],
+                     ["email", "IP_Address", "user_agent", "consent_at", "Jornaya_LeadID", "leadid"],
                      [["a@example.com", "2001:DB8::5", "UA/1", "2024-05-01T14:03:22Z", JORNAYA, "x"],
                       ["b@example.com", "203.0.113.5", "UA/2", "2024-05-01T14:03:22Z", "", ""]])
     result = app.test_cli_runner().invoke(args=["pingtree-leads", "import", src.id, str(path), "--json"])
     summary = json.loads(result.stdout)["counts"]
     assert summary["accepted"] == 1 and summary["missingField"] == 1, result.output
-    other = write_csv(tmp_path / "other.csv", ["email", "universal_leadid"], [["c@example.com", JORNAYA]])
-    result = app.test_cli_runner().invoke(args=["pingtree-leads", "import", src.id, str(other), "--dry-run"])
-    assert "--map universal_leadid=jornaya_leadid" in result.stderr  # Jornaya's own name: a hint, not a guess
     doc = database["leads"].find_one({"email": "a@example.com"})
     assert doc["consent"]["ip_address"] == "2001:db8::5" and doc["consent"]["jornaya_leadid"] == JORNAYA.upper()
-    assert doc["extra"] == {"leadid_token": "x"}
+    assert doc["extra"] == {"leadid": "x"}
+    # Jornaya's own names are aliases of jornaya_leadid, in a file as in a post; two of them in one row
+    # are one field sent twice.
+    other = write_csv(tmp_path / "other.csv", ["email", "universal_leadid", "LeadiD_Token"],
+                      [["c@example.com", JORNAYA, ""], ["d@example.com", "", JORNAYA],
+                       ["e@example.com", JORNAYA, JORNAYA]])
+    result = app.test_cli_runner().invoke(args=["pingtree-leads", "import", src.id, str(other), "--json"])
+    assert "--map" not in result.stderr
+    summary = json.loads(result.stdout)["counts"]
+    assert summary["accepted"] == 2 and summary["invalidField"] == 1, result.output
+    for email in ("c@example.com", "d@example.com"):
+        assert database["leads"].find_one({"email": email})["consent"] == {"jornaya_leadid": JORNAYA.upper()}
     assert likely_field("IP Address") == "ip_address" and likely_field("universal_leadid") == "jornaya_leadid"
 
 

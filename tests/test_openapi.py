@@ -276,6 +276,12 @@ def test_alias_and_ping_id_examples_are_real_answers(poster: Poster) -> None:
     lead_input = openapi_document()["components"]["schemas"]["LeadInput"]
     assert {"not": {"required": ["phone", "mobile"]}} in lead_input["allOf"]
     assert {"required": ["phone"]} in lead_input["anyOf"]  # an alias is its field
+    # Jornaya's names: never two spellings; no lead field (consent evidence), as the server says.
+    assert "Sending both leadid_token and jornaya_leadid or universal_leadid" in props["leadid_token"]["description"]
+    assert {"required": ["leadid_token"]} not in lead_input["anyOf"]
+    assert {"required": ["jornaya_leadid"]} not in lead_input["anyOf"]
+    answer = poster.post({"leadid_token": "0A1B2C3D-4E5F-6071-8293-A4B5C6D7E8F9"})
+    assert answer.status_code == 400, answer.get_json()
     assert poster.count() == 0
 
 
