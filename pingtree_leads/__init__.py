@@ -9,7 +9,7 @@ from pymongo.database import Database
 from . import signals
 from .blueprint import LeadsBlueprint, create_blueprint
 from .caps import Cap
-from .erasure import ErasureReport, erase_consumer
+from .erasure import ErasureReport, complete_pending_blocks, erase_consumer
 from .extension import PingtreeLeads
 from .migration import MigrationReport, migrate_storage
 from .provisioning import create_source, rotate_api_key, set_source_active, set_suppression_lists, update_source
@@ -44,6 +44,7 @@ __all__ = [
     "SuppressionWrite",
     "__version__",
     "clear_suppression_list",
+    "complete_pending_blocks",
     "create_blueprint",
     "create_source",
     "ensure_indexes",

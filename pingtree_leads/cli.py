@@ -28,7 +28,7 @@ from pymongo.errors import OperationFailure, PyMongoError
 from . import signals
 from .caps import Cap, caps_from_document, parse_cap
 from .consent import EVIDENCE
-from .erasure import ensure_erasure_index, erase_consumer
+from .erasure import complete_pending_blocks, ensure_erasure_index, erase_consumer
 from .importer import ImportFileError, ImportSummary, count_rows, import_csv, parse_mapping
 from .migration import migrate_storage
 from .mongo import parse_object_id
@@ -337,6 +337,12 @@ def ensure_indexes_command() -> None:
     click.echo(f"indexes in place on {rt.repository.leads.full_name}")
     click.echo(f"indexes in place on {rt.suppressions.collection.full_name} and "
                f"{rt.database[rt.settings.erasures_collection].full_name}")
+    settings = rt.settings
+    completed = complete_pending_blocks(rt.database, sources_collection=settings.sources_collection,
+                                        leads_collection=settings.leads_collection,
+                                        erasures_collection=settings.erasures_collection, clock=settings.clock)
+    if completed:  # a create_source/update_source that stopped before its erasure blocks were written
+        click.echo(f"erasure blocks completed for {len(completed)} source(s): {', '.join(completed)}")
 @click.command("purge-holds")
 @_blueprint_option
 @with_appcontext

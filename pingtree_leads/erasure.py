@@ -31,7 +31,10 @@ The order makes it race-safe without a read-then-write check:
    (``block_erased_values``): the block's claim is computed from the record's SHA-256, as a
    hashed pre-ping's is.  Provisioning writes the source first and reads the records after;
    an erasure writes its record first and reads the sources after: whichever comes second
-   sees the other's write, so the block exists once both are done.
+   sees the other's write, so the block exists once both are done.  The source is written
+   with a marker (``pending_blocks``) the finished blocks remove: until then its posts treat
+   those fields as unblocked (``unblocked_fields``), so a call that stops in between lets no
+   erased consumer back; ``complete_pending_blocks`` finishes it.
 
 Idempotent: a second erasure finds the blocks standing and nothing to delete (it is still
 recorded: the records are the log of requests).  Nothing here logs or returns a value.
@@ -265,6 +268,29 @@ def block_erased_values(
     return sum(_block(repository, source_id, twin, twins[twin], now) for twin in refused if twin not in standing)
 
 
+def complete_pending_blocks(
+    database: Database[Any],
+    *,
+    sources_collection: str = Settings.sources_collection,
+    leads_collection: str = Settings.leads_collection,
+    erasures_collection: str = Settings.erasures_collection,
+    clock: Callable[[], datetime] = utc_now,
+) -> list[str]:
+    """Write the erasure blocks of every source whose ``create_source``/``update_source`` stopped
+    before they were written (its document still carries the marker), then remove the marker;
+    the ids of those sources.  Idempotent; ``flask pingtree-leads ensure-indexes`` runs it."""
+    done = []
+    collection = acknowledged(database)[sources_collection]
+    for doc in collection.find({"erasure_blocks_pending": {"$exists": True}},
+                               {"dedupe_fields": 1, "erasure_blocks_pending": 1}):
+        marker = doc["erasure_blocks_pending"]
+        block_erased_values(database, doc["_id"], doc.get("dedupe_fields") or (), leads_collection=leads_collection,
+                            erasures_collection=erasures_collection, clock=clock)
+        blocks_written(database, sources_collection, doc["_id"], marker)
+        done.append(str(doc["_id"]))
+    return done
+
+
 def _delete_matching(repository: LeadRepository, values: Mapping[str, str]) -> dict[ObjectId, int]:
     """Delete every lead holding any of ``values`` (field -> value), of any source: one scan of
     the collection, not hinted (SecantusDB reads a whole index for a hinted find, and no index
@@ -282,11 +308,35 @@ def _delete_matching(repository: LeadRepository, values: Mapping[str, str]) -> d
     return {source_id: count for source_id, count in deleted.items() if count}
 
 
+def unblocked_fields(source: SourceConfig) -> list[str]:
+    """The erasable fields no block of the source can answer for: it does not deduplicate on
+    them, or its blocks for them are pending (``pending_blocks``).  Their values are checked
+    against the erasure records by posts, tests, pings and the import.  None for a default source."""
+    return [field for field in ERASABLE_FIELDS
+            if field not in source.dedupe_fields or field in source.erasure_blocks_pending]
+
+
 def unblocked_values(source: SourceConfig, lead: ValidLead) -> dict[str, str]:
-    """The lead's erasable values the source holds no claim for (it does not deduplicate on
-    them): what a post must check against the erasure records.  Empty for a default source."""
-    return {field: value for field in ERASABLE_FIELDS
-            if field not in source.dedupe_fields and isinstance(value := lead.fields.get(field), str)}
+    """The lead's values of ``unblocked_fields``: what a post must check against the erasure records."""
+    return {field: value for field in unblocked_fields(source) if isinstance(value := lead.fields.get(field), str)}
+
+
+def pending_blocks(dedupe_fields: Iterable[str]) -> dict[str, Any] | None:
+    """The marker a source document carries from the write that makes it deduplicate on email or
+    mobile until its erasure blocks are written (None: no erasable field).  While it is there,
+    posts read the erasure records for those values, so an interrupted ``create_source`` or
+    ``update_source`` lets no erased consumer back; the token lets only the writer that set
+    it remove it (``blocks_written``)."""
+    fields = [field for field in ERASABLE_FIELDS if field in set(dedupe_fields)]
+    return {"fields": fields, "token": ObjectId()} if fields else None
+
+
+def blocks_written(database: Database[Any], sources_collection: str, source_id: ObjectId,
+                   marker: dict[str, Any]) -> None:
+    """Remove the marker ``pending_blocks`` made, unless another write replaced it since."""
+    acknowledged(database)[sources_collection].update_one(
+        {"_id": source_id, "erasure_blocks_pending.token": marker["token"]},
+        {"$unset": {"erasure_blocks_pending": ""}})
 
 
 def is_erased(database: Database[Any], values: Mapping[str, str],

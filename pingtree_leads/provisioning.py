@@ -15,7 +15,7 @@ from pymongo.database import Database
 from .cap_slots import compact_window
 from .caps import Cap, check_caps
 from .consent import check_require_any_of
-from .erasure import block_erased_values
+from .erasure import block_erased_values, blocks_written, pending_blocks
 from .keys import hash_api_key, new_api_key
 from .mongo import acknowledged, as_utc, parse_object_id
 from .mongo import leads_collection as leads_collection_of
@@ -138,7 +138,8 @@ def create_source(
 
     A source deduplicating on email or mobile gets the blocks of every consumer erased before
     (erasure.py, ``block_erased_values``; ``leads_collection``/``erasures_collection`` name
-    where): one read of the erasure records per such field, one insert per 1,000 erasures.
+    where): one read of the erasure records per such field, one insert per 1,000 erasures,
+    and one update removing the marker that made posts read the records meanwhile.
     """
     clean_name = _check_name(name)
     _check_window(dedupe_window_days)
@@ -151,7 +152,7 @@ def create_source(
     source_id = ObjectId()
     required = _check_fields("required_fields", required_fields, REQUIRABLE_FIELDS)
     dedupe = check_dedupe_fields(dedupe_fields)  # in this order, as before: the first problem is raised
-    doc = {
+    doc: dict[str, Any] = {
         "_id": source_id,
         "name": clean_name,
         "required_fields": required,
@@ -170,10 +171,15 @@ def create_source(
         doc["retention_days"] = retention_days
     if checked_caps:  # a source without caps stores no field: nothing new for it anywhere
         doc["caps"] = [cap.as_document() for cap in checked_caps]
+    marker = pending_blocks(dedupe)
+    if marker:  # removed once the blocks are written: until then posts read the erasure records
+        doc["erasure_blocks_pending"] = marker
     acknowledged(database)[sources_collection].insert_one(doc)
-    # -- erasure (contract section 11): blocks for consumers erased before; after the insert --
-    block_erased_values(database, source_id, dedupe, leads_collection=leads_collection,
-                        erasures_collection=erasures_collection, clock=clock)
+    if marker:  # -- erasure (contract section 11): blocks for consumers erased before; after the insert --
+        block_erased_values(database, source_id, dedupe, leads_collection=leads_collection,
+                            erasures_collection=erasures_collection, clock=clock)
+        blocks_written(database, sources_collection, source_id, marker)
+        CACHES.forget_everywhere(source_id)
     return CreatedSource(id=str(source_id), api_key=key, name=clean_name)
 
 
@@ -225,8 +231,11 @@ def update_source(
     within their source cache time (docs/configuration.md).
 
     Given ``dedupe_fields``, the source gets (after the change is written) the blocks of every
-    erased consumer for the erasable fields it names, as ``create_source`` does (idempotent: an
-    interrupted call is repaired by calling it again).
+    erased consumer for the erasable fields it names, as ``create_source`` does.  The change
+    is written with a marker (``erasure_blocks_pending``) removed once the blocks stand; while
+    it is there posts check those values against the erasure records, so an interrupted call
+    lets no erased consumer back.  Calling it again, or ``complete_pending_blocks``
+    (``flask pingtree-leads ensure-indexes``), finishes the blocks.
     """
     changes: dict[str, Any] = {}
     if name is not UNCHANGED:
@@ -252,6 +261,11 @@ def update_source(
             update["$unset"] = {"caps": ""}
     query = _source_filter(source_id)
     update["$set"] = {**changes, "updated_at": clock()}
+    marker = pending_blocks(changes["dedupe_fields"]) if "dedupe_fields" in changes else None
+    if marker:  # in the same write as the new fields: posts read the erasure records until the blocks stand
+        update["$set"]["erasure_blocks_pending"] = marker
+    elif "dedupe_fields" in changes:  # no erasable field: nothing to block, every value is read
+        update.setdefault("$unset", {})["erasure_blocks_pending"] = ""
     result = acknowledged(database)[sources_collection].update_one(query, update)
     if not result.matched_count:
         raise LookupError("no such database source")
@@ -261,9 +275,11 @@ def update_source(
         if CLAIMS_INDEX in leads.index_information():  # without it no lead was ever stored
             for cap in checked:
                 compact_window(leads, CLAIMS_INDEX, query["_id"], cap, clock())
-    if "dedupe_fields" in changes:  # -- erasure (contract section 11): after the change is written --
+    if marker:  # -- erasure (contract section 11): after the change is written --
         block_erased_values(database, query["_id"], changes["dedupe_fields"], leads_collection=leads_collection,
                             erasures_collection=erasures_collection, clock=clock)
+        blocks_written(database, sources_collection, query["_id"], marker)
+        CACHES.forget_everywhere(query["_id"])
 
 
 def _source_filter(source_id: str | ObjectId) -> dict[str, Any]:

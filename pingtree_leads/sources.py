@@ -69,6 +69,9 @@ class SourceConfig:
     require_any_of: tuple[str, ...] = ()
     require_trusted_form_host: bool = False
     caps: tuple[Cap, ...] = ()
+    #: Erasable dedupe fields whose erasure blocks are not all written yet (a create_source or
+    #: update_source under way, or interrupted): posts check their values as unblocked ones.
+    erasure_blocks_pending: tuple[str, ...] = ()
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> SourceConfig:
@@ -88,6 +91,7 @@ class SourceConfig:
             require_any_of=tuple(doc.get("require_any_of", ())),
             require_trusted_form_host=bool(doc.get("require_trusted_form_host", False)),
             caps=caps_from_document(doc.get("caps")),
+            erasure_blocks_pending=tuple((doc.get("erasure_blocks_pending") or {}).get("fields", ())),
         )
 
     def public(self) -> PublicSource:

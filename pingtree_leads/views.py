@@ -19,7 +19,7 @@ from flask import Flask, Response, current_app, request
 
 from . import signals
 from .caps import iso_utc
-from .erasure import ERASABLE_FIELDS, any_key_erased, erased_unblocked, taken_back_if_erased
+from .erasure import any_key_erased, erased_unblocked, taken_back_if_erased, unblocked_fields
 from .errors import (
     ACCEPTED_MESSAGE,
     CAPPED_MESSAGE,
@@ -303,8 +303,7 @@ def ping_lead(runtime: LeadsRuntime, db_source_id: str) -> Response:
     # anything is held.  A ping stores no lead, so reading first cannot let a lead through.
     keys = [] if runtime.settings.allow_after_erasure else [
         f"{field}:{value_sha256(values.plain[field])}" if field in values.plain else f"{field}:{values.hashed[field]}"
-        for field in ERASABLE_FIELDS
-        if field not in source.dedupe_fields and (field in values.plain or field in values.hashed)]
+        for field in unblocked_fields(source) if field in values.plain or field in values.hashed]
     try:
         if any_key_erased(runtime.database, keys, runtime.settings.erasures_collection):
             result = PingResult(LeadStatus.SUPPRESSED)

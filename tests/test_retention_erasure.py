@@ -19,9 +19,13 @@ from flask import Flask
 from pingtree_leads import (
     CreatedSource,
     PingtreeLeads,
+    complete_pending_blocks,
     create_source,
     erase_consumer,
+    erasure,
     find_lead,
+    provisioning,
+    rotate_api_key,
     signals,
     suppress,
     update_source,
@@ -499,6 +503,76 @@ def test_a_source_that_starts_deduplicating_on_an_erased_value_still_refuses_it(
     assert blocks == {(s.id, "~mobile"): 1, (s.id, "~email"): 1, (later.id, "~email"): 1, (later.id, "~mobile"): 1}
     # Another consumer is decided as ever.
     assert assert_envelope(q.post(lead(email="fresh2@example.com")), 201)["lead_status"] == "accept"
+
+
+class Interrupted(Exception):
+    """A create_source or update_source stopped between writing the source and its erasure blocks."""
+
+
+def _interrupt_blocks(*_args: Any, **_kwargs: Any) -> int:
+    raise Interrupted
+
+
+@pytest.mark.parametrize("how", ["update_source", "create_source"])
+def test_an_interrupted_provisioning_lets_no_erased_consumer_back(
+    database: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """The source's new dedupe fields are written with a marker the blocks remove; while it is
+    there, posts, tests and pings read the erasure records for those values.  ensure-indexes
+    finishes the blocks."""
+    app = make_app(database, clock=clock)
+    erase_consumer(database, email=EMAIL, mobile=MOBILE, clock=clock)
+    monkeypatch.setattr(provisioning, "block_erased_values", _interrupt_blocks)
+    if how == "update_source":
+        src = create_source(database, "Grows", dedupe_fields=[], clock=clock)
+        with pytest.raises(Interrupted):
+            update_source(database, src.id, dedupe_fields=["email", "mobile"], clock=clock)
+    else:
+        with pytest.raises(Interrupted):
+            create_source(database, "Half made", clock=clock)
+        doc = database["database_sources"].find_one({"name": "Half made"})
+        rotated = rotate_api_key(database, doc["_id"])
+        src = CreatedSource(id=str(doc["_id"]), api_key=rotated, name="Half made")
+    monkeypatch.undo()
+    stored = database["database_sources"].find_one({"_id": ObjectId(src.id)})
+    assert stored["erasure_blocks_pending"]["fields"] == ["email", "mobile"]
+    assert database["leads"].count_documents({"kind": "erased", "source_id": ObjectId(src.id)}) == 0  # no block
+    p = Poster(app.test_client(), database, src)
+    for body in (lead(email=EMAIL), lead(mobile=MOBILE), lead(email=EMAIL, xxTest=True)):
+        assert assert_envelope(p.post(body), 201)["lead_status"] == "suppressed", body
+    ping = app.test_client().post(f"/api/lead/ping/{src.id}", json={"email_sha256": sha(STORED_EMAIL)},
+                                  headers=p.headers)
+    assert assert_envelope(ping, 200)["lead_status"] == "suppressed"
+    assert consumer_leads(database) == 0
+    result = app.test_cli_runner().invoke(args=["pingtree-leads", "ensure-indexes"])
+    assert result.exit_code == 0, result.output
+    assert f"erasure blocks completed for 1 source(s): {src.id}" in result.output
+    assert "erasure_blocks_pending" not in database["database_sources"].find_one({"_id": ObjectId(src.id)})
+    assert database["leads"].count_documents({"kind": "erased", "source_id": ObjectId(src.id)}) == 2
+    assert assert_envelope(p.post(lead(email=EMAIL, transaction_id="after")), 201)["lead_status"] == "suppressed"
+    assert consumer_leads(database) == 0
+    assert complete_pending_blocks(database) == []  # nothing left: idempotent
+    assert "erasure blocks completed" not in app.test_cli_runner().invoke(
+        args=["pingtree-leads", "ensure-indexes"]).output
+
+
+def test_a_finished_provisioning_leaves_no_marker_and_only_its_own_writer_removes_one(
+    database: Any, clock: FakeClock
+) -> None:
+    src = create_source(database, "Done", clock=clock)
+    plain = create_source(database, "Plain", dedupe_fields=["customer_id"], clock=clock)
+    update_source(database, plain.id, dedupe_fields=["customer_id", "email"], clock=clock)
+    for created in (src, plain):  # the document has the shape it had before markers existed
+        assert "erasure_blocks_pending" not in database["database_sources"].find_one({"_id": ObjectId(created.id)})
+    # A writer removes only the marker it wrote: a later update's marker stays until its own blocks stand.
+    first, second = erasure.pending_blocks(["email"]), erasure.pending_blocks(["email", "mobile"])
+    assert first is not None and second is not None and first["token"] != second["token"]
+    database["database_sources"].update_one({"_id": ObjectId(src.id)}, {"$set": {"erasure_blocks_pending": second}})
+    erasure.blocks_written(database, "database_sources", ObjectId(src.id), first)
+    assert database["database_sources"].find_one({"_id": ObjectId(src.id)})["erasure_blocks_pending"] == second
+    erasure.blocks_written(database, "database_sources", ObjectId(src.id), second)
+    assert "erasure_blocks_pending" not in database["database_sources"].find_one({"_id": ObjectId(src.id)})
+    assert erasure.pending_blocks(["customer_id"]) is None
 
 
 def test_a_new_block_deletes_a_lead_of_the_consumer_that_holds_its_claim(database: Any, clock: FakeClock) -> None:
