@@ -614,12 +614,21 @@ def _values_options(command: F) -> F:
 
 
 def _expiry(expires_at: datetime | None, expires_in_days: float | None) -> datetime | None:
+    """The entries' expiry in UTC; one past the calendar (year 9999) is a usage error, not a traceback."""
     if expires_at is not None and expires_in_days is not None:
         raise click.UsageError("give --expires-at or --expires-in-days, not both")
     if expires_in_days is not None:
-        return runtime().settings.clock() + timedelta(days=expires_in_days)
+        try:
+            return (runtime().settings.clock() + timedelta(days=expires_in_days)).astimezone(timezone.utc)
+        except OverflowError:
+            raise click.BadParameter("is past the year 9999", param_hint="--expires-in-days") from None
     if expires_at is not None and expires_at.tzinfo is None:
         return expires_at.replace(tzinfo=timezone.utc)  # a date or time without a zone is UTC
+    if expires_at is not None:
+        try:
+            return expires_at.astimezone(timezone.utc)
+        except OverflowError:
+            raise click.BadParameter("is past the year 9999 in UTC", param_hint="--expires-at") from None
     return expires_at
 
 
@@ -674,6 +683,8 @@ def suppress_remove(
     sha256: tuple[str, ...], md5: tuple[str, ...], everything: bool,
 ) -> None:
     """Remove values (or, with --all, every entry) from a suppression list."""
+    if everything and any((emails, mobiles, values, sha256, md5)):
+        raise click.UsageError("give values to remove or --all, not both (--all removes every entry of the list)")
     try:
         if everything:
             removed = clear_suppression_list(runtime().database, list_name, **_collection())

@@ -6,7 +6,8 @@ The order makes it race-safe without a read-then-write check:
 
 1. A PII-free *erasure record* is inserted first into its own collection (``erasures``):
    the SHA-256s of the canonical values (``keys``), the time; the counts when done.
-2. For each source and each erased value the source *deduplicates on*, a *block* is
+2. For each source and each erased value (whether the source deduplicates on it now or not:
+   an endpoint may still trust a cached config that does), a *block* is
    inserted into the leads collection: a document of kind ``"erased"`` holding the value's
    hold twin ``~<field>:<hash>`` in the unique ``(source_id, claims)`` index.  A lead (or a
    pre-ping hold) holding that twin makes the insert fail: it is deleted (index-backed by
@@ -143,7 +144,7 @@ def erase_consumer(
     The erasure record (no PII) is written first; then each source deduplicating on a value
     is blocked, then the leads collection is scanned once (module docstring).  Returns the
     counts per source id.  Idempotent; safe while the endpoint runs.  Costs: one insert and
-    one update of the record, one read of the sources, per source and deduplicated value
+    one update of the record, one read of the sources, per source and erased value
     one insert (plus a find and a delete per lead or hold met), and one scan of the leads
     collection (plus one delete per source with leads found).
     """
@@ -176,9 +177,13 @@ def erase_consumer(
 def _block_source(
     repository: LeadRepository, source: SourceConfig, values: Mapping[str, str], erasure_id: ObjectId, now: datetime
 ) -> int:
-    """Block each erased value the source deduplicates on; the number of leads deleted doing it."""
+    """Block each erased value in the source, whether or not it deduplicates on the field now; the
+    number of leads deleted doing it.  An endpoint of another process may still trust a cached
+    config that deduplicates on it (``source_cache_seconds`` after an ``update_source`` there):
+    its post claims the value instead of reading the erasure records, and only a block refuses
+    it.  A block for a field the source does not claim meets no lead and costs nothing per lead."""
     return sum(_block(repository, source.id, hold_twin(dedupe_claim(source.id, field, value)), erasure_id, now)
-               for field, value in values.items() if field in source.dedupe_fields)
+               for field, value in values.items())
 
 
 def _block(repository: LeadRepository, source_id: ObjectId, twin: str, erasure_id: ObjectId,

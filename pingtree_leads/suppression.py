@@ -412,10 +412,22 @@ def ensure_suppression_indexes(
 
 
 def _rows(source: str | Path | Iterable[str]) -> Iterator[str]:
-    """The first cell of each row of a CSV file (or each given string); blank rows skipped by the caller."""
+    """The first cell of each row of a CSV file (or each given string); blank rows skipped by the caller.
+    A row the csv module cannot read (a cell over its field limit, as an unterminated quote
+    makes one) is a ``ValueError`` naming the row, never its text."""
     if isinstance(source, (str, Path)):
         with Path(source).open(encoding="utf-8-sig", newline="") as handle:
-            for row in csv.reader(handle):
+            number = 0
+            reader = csv.reader(handle)
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    raise ValueError(f"{source}: row {number + 1} is not readable CSV ({exc}); "
+                                     "the rows before it were added") from None
+                number += 1
                 yield row[0] if row else ""
     else:
         yield from source
@@ -436,8 +448,9 @@ def import_suppressions(
     iterable of strings to ``list_name``, all for ``field``.
 
     ``hash``: ``plain`` (made canonical and hashed here), ``sha256`` or ``md5`` (hex digests of
-    the canonical text, as other platforms export them).  A first row that is not a valid value
-    is a header and skipped; any other unreadable row is counted in ``invalid_rows`` (its number,
+    the canonical text, as other platforms export them).  A first row that is not a valid value,
+    or is the field's name (any case: a custom field takes any text), is a header and skipped;
+    any other unreadable row is counted in ``invalid_rows`` (its number,
     never its value) and the rest are added.  Blank rows are skipped.
     """
     field = check_entry_field(field)
@@ -452,6 +465,8 @@ def import_suppressions(
     for number, value in enumerate(_rows(source), start=1):
         if not isinstance(value, str) or not value.strip():
             continue
+        if number == 1 and value.strip().lower() == field.lower():
+            continue  # the header of a custom field's file is a valid value of it
         try:
             key = entry_key(field, value, hash)[0]
         except ValueError:

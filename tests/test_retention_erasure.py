@@ -167,10 +167,10 @@ def test_erasure_deletes_the_consumer_in_every_source(database: Any, clock: Fake
     assert report.total == 7
     assert consumer_leads(database) == 0
     assert database["leads"].count_documents({"email": "other@example.com"}) == others == 3
-    # Blocks exist only where a claim could carry them, and are no leads.
+    # A block per source and value, also where the source claims no such value now (an endpoint
+    # may still trust a cached config that does); blocks are no leads.
     blocks = list(database["leads"].find({"kind": "erased"}))
-    assert Counter(str(b["source_id"]) for b in blocks) == {sources.default.id: 2, sources.email_only.id: 1,
-                                                            sources.lenient.id: 2, sources.windowed.id: 1}
+    assert Counter(str(b["source_id"]) for b in blocks) == {src.id: 2 for src in sources.all()}
     assert find_lead(database, sources.default.id, lead_id=blocks[0]["_id"]) is None
 
 
@@ -186,7 +186,7 @@ def test_erasure_is_idempotent_and_its_record_holds_no_pii(
         posted = posters(app, database, sources)[sources.none.name].post(lead(email=EMAIL))
         assert assert_envelope(posted, 201)["lead_status"] == "suppressed"
     assert first.total == 7 and second.total == 0 and second.removed == {}
-    assert database["leads"].count_documents({"kind": "erased"}) == 6  # no second block
+    assert database["leads"].count_documents({"kind": "erased"}) == 10  # no second block
     records = list(database["erasures"].find())
     assert len(records) == 2
     for record in records:
@@ -683,3 +683,33 @@ def test_the_import_answers_an_erased_consumer_suppressed_and_stores_nothing(
         assert counts["suppressed"] == 1 and counts["accepted"] == 1 and counts["conflict"] == 0, extra
     stored = [doc["email"] for doc in database["leads"].find({"kind": {"$exists": False}})]
     assert stored == ["kept@example.com"]
+
+
+# -- found by the attack of 2026-12-07 (branch attack-s20) ------------------------------------------
+
+
+@pytest.mark.parametrize("dedupe", [["email", "mobile"], ["email"], ["mobile"]])
+def test_an_endpoint_still_caching_the_old_dedupe_fields_cannot_store_an_erased_consumer(
+    database: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, dedupe: list[str],
+) -> None:
+    """Another process (a second gunicorn worker) stops the source deduplicating on email and
+    mobile; this endpoint trusts its cached config, which still claims them, for up to
+    ``source_cache_seconds``.  An erasure then must still refuse the consumer here: the post
+    neither reads the erasure records (its config says a block answers for the values) nor
+    met a block (the erasure saw a source deduplicating on nothing)."""
+    from pingtree_leads import provisioning
+
+    src = create_source(database, "Cached", dedupe_fields=dedupe, clock=clock)
+    app = make_app(database, clock=clock)
+    p = Poster(app.test_client(), database, src)
+    assert_envelope(p.post(lead()), 201)  # the endpoint caches the source (5 s by default)
+    with monkeypatch.context() as other_process:  # update_source in another process: our caches keep it
+        other_process.setattr(provisioning.CACHES, "forget_everywhere", lambda source_id: None)
+        update_source(database, src.id, dedupe_fields=[], clock=clock)
+    erase_consumer(database, email=EMAIL, mobile=MOBILE, clock=clock)
+    for body in (lead(email=EMAIL), lead(mobile=MOBILE)):
+        assert assert_envelope(p.post(body), 201)["lead_status"] == "suppressed", body
+    ping = app.test_client().post(f"/api/lead/ping/{src.id}", json={"email": EMAIL, "hold_seconds": 60},
+                                  headers=p.headers)
+    assert assert_envelope(ping, 200) == {"lead_status": "suppressed"}
+    assert consumer_leads(database) == 0

@@ -409,3 +409,50 @@ def test_an_add_before_the_post_is_never_stored_after_it(real_database: Any) -> 
     before = {value for value in values if added_at[value] < posted_at[value]}
     assert not stored & before
     assert before, "no add completed before its post: the race was not exercised"
+
+
+# -- found by the attack of 2026-12-07 (branch attack-s20) ------------------------------------------
+
+
+def test_remove_all_with_values_is_refused_not_a_clear_of_the_list(app: Flask, database: Any) -> None:
+    """``suppress remove dnc --all --email x`` (an operator meaning one value) cleared the whole
+    list and ignored the value."""
+    suppress(database, "dnc", emails=["keep1@example.com", "keep2@example.com", "x@example.com"])
+    runner = app.test_cli_runner()
+    refused = runner.invoke(args=["pingtree-leads", "suppress", "remove", "dnc", "--all", "--email", "x@example.com"])
+    assert refused.exit_code == 2, refused.output
+    assert "--all" in refused.output
+    assert suppression_lists(database) == {"dnc": 3}
+
+
+@pytest.mark.parametrize("expiry", [["--expires-in-days", "3000000"], ["--expires-in-days", "inf"],
+                                    ["--expires-at", "9999-12-31T23:59:59-0100"]])
+def test_an_expiry_past_the_calendar_is_a_usage_error(app: Flask, database: Any, expiry: list[str]) -> None:
+    """These raised OverflowError: a traceback instead of a one-line error."""
+    result = app.test_cli_runner().invoke(args=["pingtree-leads", "suppress", "add", "dnc", "--email",
+                                                "a@example.com", *expiry])
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "expires" in result.output
+    assert suppression_lists(database) == {}
+
+
+def test_an_unreadable_csv_file_is_a_usage_error(app: Flask, database: Any, tmp_path: Path) -> None:
+    """A cell over the csv module's field limit (or an unterminated quote running to it) raised
+    ``_csv.Error``: a traceback."""
+    path = tmp_path / "list.csv"
+    path.write_text("email\n" + "a" * 200_000 + "\nb@example.com\n")
+    result = app.test_cli_runner().invoke(args=["pingtree-leads", "suppress", "import", "dnc", str(path)])
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "row 2" in result.output and "aaaa" not in result.output
+
+
+def test_a_custom_field_files_header_is_no_entry(app: Flask, database: Any, clock: FakeClock, tmp_path: Path) -> None:
+    """Every text is a valid custom value, so the header of a custom field's file was stored as an
+    entry (and counted as added)."""
+    path = tmp_path / "ids.csv"
+    path.write_text("customer_id\nC-1\nC-2\n")
+    written = import_suppressions(database, LIST, path, field="customer_id")
+    assert (written.added, written.invalid_rows) == (2, ())
+    p = poster_for(app, database, clock)
+    assert assert_envelope(p.post(lead(customer_id="customer_id")), 201)["lead_status"] == "accept"
+    assert_suppressed(p.post(lead(customer_id="C-2")))
