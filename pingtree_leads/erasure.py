@@ -141,8 +141,8 @@ def erase_consumer(
 ) -> ErasureReport:
     """Delete every lead of every source holding this email or mobile; block their return.
 
-    The erasure record (no PII) is written first; then each source deduplicating on a value
-    is blocked, then the leads collection is scanned once (module docstring).  Returns the
+    The erasure record (no PII) is written first; then every source is blocked for every
+    value, then the leads collection is scanned once (module docstring).  Returns the
     counts per source id.  Idempotent; safe while the endpoint runs.  Costs: one insert and
     one update of the record, one read of the sources, per source and erased value
     one insert (plus a find and a delete per lead or hold met), and one scan of the leads

@@ -300,7 +300,8 @@ class SuppressionStore:
         for name, fields in registries.items():
             new = fields - known[name]
             if new:
-                self._fields[name] = known[name] | new
+                with self._lock:  # merged, so a thread learning other fields at once loses none
+                    self._fields[name] = self._fields.get(name, frozenset()) | fields
                 unknown += [entry_id(name, key) for field in sorted(new) for key in by_field.get(field, ())]
         if unknown and not (limit and len(found) >= limit):
             found |= self._read(unknown, cutoff, limit - len(found) if limit else 0)[0]
