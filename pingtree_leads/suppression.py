@@ -12,7 +12,8 @@ as MD5 from another platform.  The ``_id`` is ``<list> <key>`` (a list name has 
 so the intake check of every list a source names is one read on the ``_id`` index:
 ``{_id: {$in: [each list x each key]}}`` -- the lead's values hashed both ways, so SHA-256
 and MD5 entries match alike.  Adding is an upsert by ``_id`` (idempotent), removing a
-delete by ``_id``, clearing a list a delete of its ``_id`` range.  The TTL index on
+delete by ``_id``, clearing a list a delete of its entries' ``_id`` range (never of its field
+registry, below).  The TTL index on
 ``expires_at`` removes expired entries, and the read itself ignores entries whose time has
 passed (the TTL monitor runs only once a minute).
 
@@ -374,9 +375,10 @@ class SuppressionStore:
         # may continue with, so the range holds this list's entries and no other list's.
         prefix = check_list_name(list_name) + " "
         in_list = {"_id": {"$gte": prefix, "$lt": prefix[:-1] + "!"}}
-        removed = int(self.collection.delete_many({**in_list, "key": {"$exists": True}}).deleted_count)
-        self.collection.delete_one({"_id": entry_id(list_name, FIELDS_ID)})  # its registry: the list is empty
-        return removed
+        # The registry stays: an add racing the clear may have registered its field and written its
+        # entry after the entries' delete, and without the registry no endpoint new to the list would
+        # ask for that entry.  A field no entry holds costs a few ids per read, nothing else.
+        return int(self.collection.delete_many({**in_list, "key": {"$exists": True}}).deleted_count)
 
     def counts(self, now: datetime) -> dict[str, int]:
         """Live entries per list, by name (an admin read: it groups the whole collection)."""

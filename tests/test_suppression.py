@@ -392,7 +392,9 @@ def test_a_sender_cannot_make_the_read_ask_for_every_custom_field_in_every_list(
     # The registry is no entry: not counted, not removed as one.
     assert suppression_lists(db)[lists[7]] == 1
     assert clear_suppression_list(db, lists[7]) == 1
-    assert db["suppressions"].find_one({"_id": f"{lists[7]} !fields"}) is None
+    # The registry stays (test_an_add_during_a_clear_still_suppresses).
+    assert db["suppressions"].find_one({"_id": f"{lists[7]} !fields"}) == {"_id": f"{lists[7]} !fields",
+                                                                           "fields": ["field_3"]}
 
 
 # -- races ------------------------------------------------------------------------------------
@@ -504,3 +506,34 @@ def test_a_custom_field_files_header_is_no_entry(app: Flask, database: Any, cloc
     p = poster_for(app, database, clock)
     assert assert_envelope(p.post(lead(customer_id="customer_id")), 201)["lead_status"] == "accept"
     assert_suppressed(p.post(lead(customer_id="C-2")))
+
+
+# -- found by the attack of 2026-12-08 (branch attack2-s20) -----------------------------------------
+
+
+def test_an_add_during_a_clear_still_suppresses(database: Any, clock: FakeClock) -> None:
+    """``clear`` deleted the list's entries, then its field registry.  An add of a custom field's
+    value acknowledged in between (another writer: the CLI, another process) kept its entry but
+    lost the registry naming its field, so no endpoint that had not read the registry before
+    ever asked for the entry: the value, acknowledged and counted, was stored by every post."""
+    suppress(database, LIST, values={"customer_id": ["C-1"]})  # the list has a registry
+    store = SuppressionStore(database)
+    real = store.collection
+
+    class AddInBetween:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def delete_many(self, *args: Any, **kwargs: Any) -> Any:  # the entries' delete, then the add
+            result = real.delete_many(*args, **kwargs)
+            suppress(database, LIST, values={"customer_id": ["C-7"]})
+            return result
+
+    store.collection = AddInBetween()  # type: ignore[assignment]
+    assert store.clear(LIST) == 1
+    assert suppression_lists(database) == {LIST: 1}  # C-7's entry, acknowledged after the entries went
+    fresh = Flask("another_process")  # its own store: no registry read yet
+    PingtreeLeads().init_app(fresh, database=database, clock=clock)
+    p = poster_for(fresh, database, clock)
+    assert_suppressed(p.post(lead(customer_id="C-7")))
+    assert p.count() == 0
