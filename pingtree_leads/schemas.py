@@ -847,9 +847,14 @@ def ping_values(raw: Mapping[str, Any], schema: LeadSchema, fields: Iterable[str
     canonical exactly as a lead's (aliases, a lenient source's normalisation, NFC, IDNA...);
     anything else in the ping is ignored."""
     data, errors = _prepared(raw, schema, LENIENT_PING_NAMES if schema.lenient else PING_NAMES)
+    fields = list(dict.fromkeys(fields))
+    # Only the problems of what the ping reads: two spellings of a field it ignores (both of
+    # Jornaya's inputs, zip beside zip_code) are ignored with the field, as a bad value of it is.
+    read = {*fields, *(field + HASH_SUFFIX for field in fields)}
+    errors = {name: messages for name, messages in errors.items() if ALIASES.get(name, name) in read}
     plain: dict[str, str] = {}
     hashed: dict[str, str] = {}
-    for field in dict.fromkeys(fields):
+    for field in fields:
         digest = data.get(field + HASH_SUFFIX)
         if digest is not None:
             if not isinstance(digest, str) or not _SHA256.fullmatch(digest):

@@ -427,3 +427,25 @@ def test_cli_create_source_sets_the_consent_rules(database: Any, clock: FakeCloc
     assert doc["require_any_of"] == ["trusted_form", "jornaya_leadid"] and doc["require_trusted_form_host"] is True
     bad = runner.invoke(args=["pingtree-leads", "create-source", "Bad", "--require-any-of", "xxTest"])
     assert bad.exit_code != 0 and "--require-any-of" in bad.output
+
+
+# -- found by the attack of 2026-12-08 (branch attack2-s20) -----------------------------------------
+
+
+def test_a_ping_ignores_two_spellings_of_a_field_it_does_not_read(
+        client: Any, database: Any, evidence_source: Any) -> None:
+    """A ping reads only dedupe values; its other fields are ignored (contract section 8).  A
+    seller's page carrying both Jornaya inputs (leadid_token and the older universal_leadid), or
+    zip beside zip_code, had its ping refused with 400, while the same field sent once with a bad
+    value was ignored.  Two spellings of a dedupe field stay a refusal."""
+    poster = Poster(client, database, evidence_source)
+    for extra in ({"leadid_token": JORNAYA, "universal_leadid": JORNAYA},
+                  {"jornaya_leadid": JORNAYA, "LeadiD_Token": JORNAYA},
+                  {"zip": "10001", "zip_code": "10001"}, {"first_name": "A", "FIRST_NAME": "B"}):
+        response = client.post(f"/api/lead/ping/{evidence_source.id}", headers=poster.headers,
+                               json={"email": "pinged@example.com", **extra})
+        assert assert_envelope(response, 200)["lead_status"] == "accept", extra
+    response = client.post(f"/api/lead/ping/{evidence_source.id}", headers=poster.headers,
+                           json={"email": "pinged@example.com", "phone": "5125550143", "MOBILE": "5125550143"})
+    assert assert_envelope(response, 400)["fields"] == ["phone"]
+    assert poster.count() == 0
