@@ -288,12 +288,29 @@ def complete_pending_blocks(
     collection = acknowledged(database)[sources_collection]
     for doc in collection.find({"erasure_blocks_pending": {"$exists": True}},
                                {"dedupe_fields": 1, "erasure_blocks_pending": 1}):
-        marker = doc["erasure_blocks_pending"]
-        block_erased_values(database, doc["_id"], doc.get("dedupe_fields") or (), leads_collection=leads_collection,
-                            erasures_collection=erasures_collection, clock=clock)
-        blocks_written(database, sources_collection, doc["_id"], marker)
+        write_pending_blocks(database, doc["_id"], doc.get("dedupe_fields") or (), doc["erasure_blocks_pending"],
+                             sources_collection=sources_collection, leads_collection=leads_collection,
+                             erasures_collection=erasures_collection, clock=clock)
         done.append(str(doc["_id"]))
     return done
+
+
+def write_pending_blocks(
+    database: Database[Any],
+    source_id: ObjectId,
+    dedupe_fields: Iterable[str],
+    marker: dict[str, Any],
+    *,
+    sources_collection: str,
+    leads_collection: str,
+    erasures_collection: str,
+    clock: Callable[[], datetime],
+) -> None:
+    """The second half of a dedupe change: the source's blocks (``block_erased_values``), then
+    the removal of the ``pending_blocks`` marker written with the change (``blocks_written``)."""
+    block_erased_values(database, source_id, dedupe_fields, leads_collection=leads_collection,
+                        erasures_collection=erasures_collection, clock=clock)
+    blocks_written(database, sources_collection, source_id, marker)
 
 
 def _delete_matching(repository: LeadRepository, values: Mapping[str, str]) -> dict[ObjectId, int]:

@@ -15,7 +15,7 @@ from pymongo.database import Database
 from .cap_slots import compact_window
 from .caps import Cap, check_caps
 from .consent import check_require_any_of
-from .erasure import block_erased_values, blocks_written, pending_blocks
+from .erasure import pending_blocks, write_pending_blocks
 from .keys import hash_api_key, new_api_key
 from .mongo import acknowledged, as_utc, parse_object_id
 from .mongo import leads_collection as leads_collection_of
@@ -176,9 +176,8 @@ def create_source(
         doc["erasure_blocks_pending"] = marker
     acknowledged(database)[sources_collection].insert_one(doc)
     if marker:  # -- erasure (contract section 11): blocks for consumers erased before; after the insert --
-        block_erased_values(database, source_id, dedupe, leads_collection=leads_collection,
-                            erasures_collection=erasures_collection, clock=clock)
-        blocks_written(database, sources_collection, source_id, marker)
+        write_pending_blocks(database, source_id, dedupe, marker, sources_collection=sources_collection,
+                             leads_collection=leads_collection, erasures_collection=erasures_collection, clock=clock)
         CACHES.forget_everywhere(source_id)
     return CreatedSource(id=str(source_id), api_key=key, name=clean_name)
 
@@ -276,9 +275,9 @@ def update_source(
             for cap in checked:
                 compact_window(leads, CLAIMS_INDEX, query["_id"], cap, clock())
     if marker:  # -- erasure (contract section 11): after the change is written --
-        block_erased_values(database, query["_id"], changes["dedupe_fields"], leads_collection=leads_collection,
-                            erasures_collection=erasures_collection, clock=clock)
-        blocks_written(database, sources_collection, query["_id"], marker)
+        write_pending_blocks(database, query["_id"], changes["dedupe_fields"], marker,
+                             sources_collection=sources_collection, leads_collection=leads_collection,
+                             erasures_collection=erasures_collection, clock=clock)
         CACHES.forget_everywhere(query["_id"])
 
 

@@ -522,7 +522,7 @@ def test_an_interrupted_provisioning_lets_no_erased_consumer_back(
     finishes the blocks."""
     app = make_app(database, clock=clock)
     erase_consumer(database, email=EMAIL, mobile=MOBILE, clock=clock)
-    monkeypatch.setattr(provisioning, "block_erased_values", _interrupt_blocks)
+    monkeypatch.setattr(erasure, "block_erased_values", _interrupt_blocks)
     if how == "update_source":
         src = create_source(database, "Grows", dedupe_fields=[], clock=clock)
         with pytest.raises(Interrupted):
@@ -697,8 +697,6 @@ def test_an_endpoint_still_caching_the_old_dedupe_fields_cannot_store_an_erased_
     ``source_cache_seconds``.  An erasure then must still refuse the consumer here: the post
     neither reads the erasure records (its config says a block answers for the values) nor
     met a block (the erasure saw a source deduplicating on nothing)."""
-    from pingtree_leads import provisioning
-
     src = create_source(database, "Cached", dedupe_fields=dedupe, clock=clock)
     app = make_app(database, clock=clock)
     p = Poster(app.test_client(), database, src)
